@@ -1,0 +1,69 @@
+//! Errors of the canonical handlers.
+//!
+//! A [`RecordError`] is a property of one record (a missing field, a duplicate
+//! sku): it is reported to the client with a stable code and never retried. A
+//! [`HandlerError::Database`] is a failure of the infrastructure: the caller
+//! retries or gives up, but never blames the record for it.
+
+use serde::Serialize;
+
+/// One record's failure, with a stable machine code and, where one field is to
+/// blame, its path inside the record (`components[1].quantity`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordError {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+}
+
+impl RecordError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn at(code: &'static str, param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            param: Some(param.into()),
+        }
+    }
+
+    /// The same error with its param nested under `prefix` (`variants[2]`).
+    pub fn nested(mut self, prefix: &str) -> Self {
+        self.param = Some(match self.param {
+            Some(p) => format!("{prefix}.{p}"),
+            None => prefix.to_owned(),
+        });
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{}", .0.message)]
+    Record(RecordError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<RecordError> for HandlerError {
+    fn from(e: RecordError) -> Self {
+        HandlerError::Record(e)
+    }
+}
+
+/// The name of the unique or foreign-key constraint a database error broke, if any.
+pub(crate) fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => {
+            db.constraint()
+        }
+        _ => None,
+    }
+}

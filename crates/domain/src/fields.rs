@@ -1,0 +1,251 @@
+//! Reading typed fields out of a record's JSON object, with errors that name the
+//! field and say what was expected.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::RecordError;
+
+pub(crate) const MISSING: &str = "missing_required_field";
+pub(crate) const INVALID: &str = "invalid_field";
+pub(crate) const TOO_LONG: &str = "field_too_long";
+
+/// Largest money magnitude a `numeric(19, 4)` column holds.
+const MAX_MONEY_DIGITS: u32 = 15;
+const MONEY_SCALE: u32 = 4;
+
+/// A JSON object read as a record or a nested part of one.
+pub(crate) struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    /// `what` names the object in the error (`record`, `components[0]`).
+    pub(crate) fn of(value: &'a Value, what: &str) -> Result<Self, RecordError> {
+        match value {
+            Value::Object(obj) => Ok(Self { obj }),
+            other => Err(RecordError::new(
+                INVALID,
+                format!("{what} must be a JSON object, got {}", kind(other)),
+            )),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.obj.get(name).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub(crate) fn required_string(&self, name: &str, max: usize) -> Result<String, RecordError> {
+        self.optional_string(name, max)?
+            .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
+    }
+
+    /// A string that, when present, is not blank and at most `max` characters.
+    pub(crate) fn optional_string(
+        &self,
+        name: &str,
+        max: usize,
+    ) -> Result<Option<String>, RecordError> {
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        let Value::String(s) = value else {
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must be a string, got {}", kind(value)),
+            ));
+        };
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(RecordError::at(INVALID, name, format!("{name} must not be blank")));
+        }
+        let len = s.chars().count();
+        if len > max {
+            return Err(RecordError::at(
+                TOO_LONG,
+                name,
+                format!("{name} is {len} characters long; at most {max} are allowed"),
+            ));
+        }
+        Ok(Some(s.to_owned()))
+    }
+
+    pub(crate) fn required_enum<T: FromStr>(
+        &self,
+        name: &str,
+        allowed: &[&str],
+    ) -> Result<T, RecordError> {
+        let s = self.required_string(name, 64)?;
+        s.parse().map_err(|_| {
+            RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must be one of {}, got '{s}'", allowed.join(", ")),
+            )
+        })
+    }
+
+    /// An exact non-negative amount with at most four decimal places.
+    pub(crate) fn optional_money(&self, name: &str) -> Result<Option<Decimal>, RecordError> {
+        let Some(amount) = self.optional_decimal(name)? else {
+            return Ok(None);
+        };
+        if amount.is_sign_negative() && !amount.is_zero() {
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must not be negative, got {amount}"),
+            ));
+        }
+        Ok(Some(amount))
+    }
+
+    /// An exact amount greater than zero.
+    pub(crate) fn required_positive(&self, name: &str) -> Result<Decimal, RecordError> {
+        let amount = self
+            .optional_decimal(name)?
+            .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))?;
+        if amount <= Decimal::ZERO {
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must be greater than 0, got {amount}"),
+            ));
+        }
+        Ok(amount)
+    }
+
+    /// A JSON number (or a string holding one) read digit for digit, never
+    /// through a float.
+    fn optional_decimal(&self, name: &str) -> Result<Option<Decimal>, RecordError> {
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        let text = match value {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.trim().to_owned(),
+            other => {
+                return Err(RecordError::at(
+                    INVALID,
+                    name,
+                    format!("{name} must be a number, got {}", kind(other)),
+                ));
+            }
+        };
+        let not_a_number = || {
+            RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must be a decimal number, got '{}'", truncate(&text)),
+            )
+        };
+        let parsed = if text.contains(['e', 'E']) {
+            Decimal::from_scientific(&text).map_err(|_| not_a_number())?
+        } else {
+            Decimal::from_str_exact(&text).map_err(|_| not_a_number())?
+        }
+        .normalize();
+        if parsed.scale() > MONEY_SCALE {
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} has more than {MONEY_SCALE} decimal places: {parsed}"),
+            ));
+        }
+        if parsed.abs() >= Decimal::from(10_i64.pow(MAX_MONEY_DIGITS)) {
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} is too large: {parsed}"),
+            ));
+        }
+        Ok(Some(parsed))
+    }
+
+    pub(crate) fn optional_uuid(&self, name: &str) -> Result<Option<Uuid>, RecordError> {
+        let Some(s) = self.optional_string(name, 64)? else {
+            return Ok(None);
+        };
+        Uuid::parse_str(&s)
+            .map(Some)
+            .map_err(|_| RecordError::at(INVALID, name, format!("{name} must be a UUID, got '{s}'")))
+    }
+
+    pub(crate) fn optional_array(&self, name: &str) -> Result<Option<&'a [Value]>, RecordError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items)),
+            Some(other) => Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must be an array, got {}", kind(other)),
+            )),
+        }
+    }
+}
+
+/// How a JSON value is described in an error message.
+pub(crate) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn money_is_read_digit_for_digit() {
+        let v = json!({"a": 0.1, "b": "49.99", "c": 12345678901234.5678, "d": 1e2});
+        let f = Fields::of(&v, "record").expect("object");
+        assert_eq!(f.optional_money("a").expect("ok"), Some(Decimal::new(1, 1)));
+        assert_eq!(f.optional_money("b").expect("ok"), Some(Decimal::new(4999, 2)));
+        assert_eq!(
+            f.optional_money("c").expect("ok"),
+            Some(Decimal::from_str_exact("12345678901234.5678").expect("decimal"))
+        );
+        assert_eq!(f.optional_money("d").expect("ok"), Some(Decimal::from(100)));
+    }
+
+    #[test]
+    fn money_rejects_what_a_column_cannot_hold() {
+        let v = json!({"neg": -1, "scale": 1.23456, "big": 1e16, "word": "ten", "bool": true});
+        let f = Fields::of(&v, "record").expect("object");
+        for name in ["neg", "scale", "big", "word", "bool"] {
+            let err = f.optional_money(name).expect_err(name);
+            assert_eq!(err.code, INVALID);
+            assert_eq!(err.param.as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn strings_are_trimmed_and_bounded() {
+        let v = json!({"ok": "  Mug ", "blank": "   ", "long": "x".repeat(11), "num": 5});
+        let f = Fields::of(&v, "record").expect("object");
+        assert_eq!(f.required_string("ok", 10).expect("ok"), "Mug");
+        assert_eq!(f.required_string("blank", 10).expect_err("blank").code, INVALID);
+        assert_eq!(f.required_string("long", 10).expect_err("long").code, TOO_LONG);
+        assert_eq!(f.required_string("num", 10).expect_err("num").code, INVALID);
+        assert_eq!(f.required_string("absent", 10).expect_err("absent").code, MISSING);
+    }
+}

@@ -1,0 +1,420 @@
+//! The bulk import: a thin loop over the resources' canonical handlers.
+//!
+//! For each record it reads the `external_id`, validates the payload, looks the
+//! record's provenance up and, by the job's conflict mode, creates, updates,
+//! skips or replaces through the same handlers the single-record endpoints use.
+//! Each record runs inside its own savepoint, so a record that fails leaves
+//! nothing behind and never takes the good records of its chunk down with it.
+//!
+//! The caller owns the transaction: the worker commits a chunk together with the
+//! job's counters, and a dry run rolls everything back.
+
+use std::future::Future;
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{Acquire, PgConnection};
+use uuid::Uuid;
+
+use crate::error::{HandlerError, RecordError, violated_constraint};
+use crate::fields::kind;
+use crate::products::Products;
+use crate::{ConflictMode, Resource, Tenant};
+
+const EXTERNAL_ID_MAX: usize = 255;
+
+/// Where a record came from: its source system and its id there.
+#[derive(Debug, Clone, Copy)]
+pub struct Provenance<'a> {
+    pub source: &'a str,
+    pub external_id: &'a str,
+}
+
+/// What a canonical handler acts for: the tenant and, for references given by
+/// external id, the source those ids belong to.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteContext<'a> {
+    pub tenant: Tenant,
+    pub external_source: Option<&'a str>,
+}
+
+/// A resource as the import loop drives it. Every method runs on the caller's
+/// connection, inside the caller's transaction.
+pub trait Canonical {
+    type Input: Send + Sync;
+
+    fn parse(record: &Value) -> Result<Self::Input, RecordError>;
+
+    fn find_by_provenance(
+        conn: &mut PgConnection,
+        tenant: Tenant,
+        provenance: Provenance<'_>,
+    ) -> impl Future<Output = Result<Option<Uuid>, sqlx::Error>> + Send;
+
+    fn create(
+        conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        provenance: Option<Provenance<'_>>,
+        input: &Self::Input,
+    ) -> impl Future<Output = Result<Uuid, HandlerError>> + Send;
+
+    fn update(
+        conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        id: Uuid,
+        input: &Self::Input,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    fn clear_provenance(
+        conn: &mut PgConnection,
+        id: Uuid,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+/// The job-level settings every record of a batch is imported with.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportContext<'a> {
+    pub tenant: Tenant,
+    pub resource: Resource,
+    pub external_source: &'a str,
+    pub conflict_mode: ConflictMode,
+}
+
+/// One failed record, as reported in a job's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordFailure {
+    pub index: u32,
+    pub external_id: Option<String>,
+    pub error: String,
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+}
+
+impl RecordFailure {
+    fn new(index: u32, external_id: Option<&str>, error: RecordError) -> Self {
+        Self {
+            index,
+            external_id: external_id.map(str::to_owned),
+            error: error.message,
+            code: error.code.to_owned(),
+            param: error.param,
+        }
+    }
+}
+
+/// What happened to a record that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Skipped,
+    Replaced,
+}
+
+/// Counts and failures of a run of records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub succeeded: u32,
+    pub failed: u32,
+    pub created: u32,
+    pub updated: u32,
+    pub skipped: u32,
+    pub replaced: u32,
+    pub errors: Vec<RecordFailure>,
+}
+
+impl Tally {
+    fn success(&mut self, outcome: Outcome) {
+        self.succeeded += 1;
+        match outcome {
+            Outcome::Created => self.created += 1,
+            Outcome::Updated => self.updated += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Replaced => self.replaced += 1,
+        }
+    }
+
+    fn failure(&mut self, failure: RecordFailure) {
+        self.failed += 1;
+        self.errors.push(failure);
+    }
+
+    /// The tally of a batch aborted in `error` mode: nothing of it was written.
+    /// The colliding record and the records that had already failed keep their
+    /// own errors; every other record is reported as not written, so each index
+    /// of the batch is accounted for exactly once.
+    pub fn aborted(total: u32, abort: Abort) -> Self {
+        let collided_at = abort.collision.index;
+        let colliding_id = abort.collision.external_id.clone().unwrap_or_default();
+        let mut known = abort.earlier_failures;
+        known.push(abort.collision);
+        let mut tally = Tally::default();
+        let mut known = known.into_iter().peekable();
+        for index in 0..total {
+            match known.next_if(|f| f.index == index) {
+                Some(failure) => tally.failure(failure),
+                None => tally.failure(RecordFailure {
+                    index,
+                    external_id: abort.external_ids.get(index as usize).cloned().flatten(),
+                    error: format!(
+                        "not written: the batch was aborted because record {collided_at} \
+                         (external_id '{colliding_id}') collides with an existing record \
+                         and conflict_mode is error"
+                    ),
+                    code: "batch_aborted".to_owned(),
+                    param: None,
+                }),
+            }
+        }
+        tally
+    }
+}
+
+/// Why a batch in `error` mode stopped.
+#[derive(Debug, Clone)]
+pub struct Abort {
+    pub collision: RecordFailure,
+    pub earlier_failures: Vec<RecordFailure>,
+    /// The external id of every record of the batch, for the not-written reports.
+    pub external_ids: Vec<Option<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// `error` mode met an existing record: the caller must roll back.
+    #[error("record {} collides with an existing record", .0.collision.index)]
+    Aborted(Box<Abort>),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Imports `records`, whose first element is record `first_index` of the batch,
+/// on the caller's transaction.
+pub async fn import_records(
+    conn: &mut PgConnection,
+    ctx: &ImportContext<'_>,
+    records: &[Value],
+    first_index: u32,
+) -> Result<Tally, ImportError> {
+    match ctx.resource {
+        Resource::Products => run::<Products>(conn, ctx, records, first_index).await,
+        other => Ok(unsupported(other, records, first_index)),
+    }
+}
+
+/// The records of a resource this service cannot load yet: each fails alone
+/// with a clear code. The API refuses such jobs, so only a hand-made message
+/// can get here.
+fn unsupported(resource: Resource, records: &[Value], first_index: u32) -> Tally {
+    let mut tally = Tally::default();
+    for (index, record) in (first_index..).zip(records) {
+        tally.failure(RecordFailure::new(
+            index,
+            external_id_of(record),
+            RecordError::new(
+                "not_implemented",
+                format!("importing {resource} is not supported yet"),
+            ),
+        ));
+    }
+    tally
+}
+
+fn external_id_of(record: &Value) -> Option<&str> {
+    record.get("external_id").and_then(Value::as_str)
+}
+
+/// Reads the record's external id: every imported record must carry one.
+fn external_id(record: &Value) -> Result<&str, RecordError> {
+    match record.get("external_id") {
+        None | Some(Value::Null) => Err(RecordError::at(
+            "missing_external_id",
+            "external_id",
+            "every imported record needs an external_id",
+        )),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(RecordError::at(
+            "missing_external_id",
+            "external_id",
+            "external_id must not be blank",
+        )),
+        Some(Value::String(s)) if s.chars().count() > EXTERNAL_ID_MAX => Err(RecordError::at(
+            "field_too_long",
+            "external_id",
+            format!("external_id is longer than {EXTERNAL_ID_MAX} characters"),
+        )),
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(other) => Err(RecordError::at(
+            "invalid_field",
+            "external_id",
+            format!("external_id must be a string, got {}", kind(other)),
+        )),
+    }
+}
+
+async fn run<R: Canonical>(
+    conn: &mut PgConnection,
+    ctx: &ImportContext<'_>,
+    records: &[Value],
+    first_index: u32,
+) -> Result<Tally, ImportError> {
+    let mut tally = Tally::default();
+    for (index, record) in (first_index..).zip(records) {
+        let external_id = match external_id(record) {
+            Ok(id) => id,
+            Err(e) => {
+                tally.failure(RecordFailure::new(index, external_id_of(record), e));
+                continue;
+            }
+        };
+        let input = match R::parse(record) {
+            Ok(input) => input,
+            Err(e) => {
+                tally.failure(RecordFailure::new(index, Some(external_id), e));
+                continue;
+            }
+        };
+        let provenance = Provenance {
+            source: ctx.external_source,
+            external_id,
+        };
+        match apply_in_savepoint::<R>(conn, ctx, provenance, &input).await? {
+            Applied::Done(outcome) => tally.success(outcome),
+            Applied::Failed(e) => tally.failure(RecordFailure::new(index, Some(external_id), e)),
+            Applied::Collision(existing) => {
+                let collision = RecordFailure::new(
+                    index,
+                    Some(external_id),
+                    RecordError::at(
+                        "external_id_conflict",
+                        "external_id",
+                        format!(
+                            "a {} record with external_id '{external_id}' from source '{}' \
+                             already exists ({existing}) and conflict_mode is error: \
+                             the whole batch was aborted and nothing was written",
+                            ctx.resource, ctx.external_source
+                        ),
+                    ),
+                );
+                return Err(ImportError::Aborted(Box::new(Abort {
+                    collision,
+                    earlier_failures: tally.errors,
+                    external_ids: Vec::new(),
+                })));
+            }
+        }
+    }
+    Ok(tally)
+}
+
+enum Applied {
+    Done(Outcome),
+    Failed(RecordError),
+    Collision(Uuid),
+}
+
+/// Applies one record inside a savepoint: released when the record succeeds,
+/// rolled back when it fails, so a failed record leaves nothing behind.
+async fn apply_in_savepoint<R: Canonical>(
+    conn: &mut PgConnection,
+    ctx: &ImportContext<'_>,
+    provenance: Provenance<'_>,
+    input: &R::Input,
+) -> Result<Applied, sqlx::Error> {
+    // A concurrent job may insert the same provenance between our look-up and
+    // our insert; the unique constraint stops it, and a second pass sees the
+    // now-committed record and applies the conflict mode to it.
+    for attempt in 0..2 {
+        let mut savepoint = conn.begin().await?;
+        match apply::<R>(&mut savepoint, ctx, provenance, input).await {
+            Ok(Applied::Failed(e)) => {
+                savepoint.rollback().await?;
+                return Ok(Applied::Failed(e));
+            }
+            Ok(applied) => {
+                savepoint.commit().await?;
+                return Ok(applied);
+            }
+            Err(HandlerError::Record(e)) => {
+                savepoint.rollback().await?;
+                return Ok(Applied::Failed(e));
+            }
+            Err(HandlerError::Database(e)) => {
+                savepoint.rollback().await?;
+                let provenance_race = violated_constraint(&e)
+                    .is_some_and(|name| name.ends_with("_provenance_key"));
+                if !provenance_race || attempt == 1 {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    unreachable!("the loop returns on its second pass")
+}
+
+async fn apply<R: Canonical>(
+    conn: &mut PgConnection,
+    ctx: &ImportContext<'_>,
+    provenance: Provenance<'_>,
+    input: &R::Input,
+) -> Result<Applied, HandlerError> {
+    let write = WriteContext {
+        tenant: ctx.tenant,
+        external_source: Some(ctx.external_source),
+    };
+    let existing = R::find_by_provenance(conn, ctx.tenant, provenance).await?;
+    let outcome = match (existing, ctx.conflict_mode) {
+        (None, _) => {
+            R::create(conn, &write, Some(provenance), input).await?;
+            Outcome::Created
+        }
+        (Some(_), ConflictMode::Skip) => Outcome::Skipped,
+        (Some(id), ConflictMode::Update) => {
+            R::update(conn, &write, id, input).await?;
+            Outcome::Updated
+        }
+        (Some(id), ConflictMode::Replace) => {
+            R::clear_provenance(conn, id).await?;
+            R::create(conn, &write, Some(provenance), input).await?;
+            Outcome::Replaced
+        }
+        (Some(id), ConflictMode::Error) => return Ok(Applied::Collision(id)),
+    };
+    Ok(Applied::Done(outcome))
+}
+
+/// Imports a whole batch on one transaction and reports its tally, turning an
+/// `error`-mode abort into the aborted tally. The caller decides whether the
+/// transaction commits: it must roll back when `aborted` is true.
+pub async fn import_batch(
+    conn: &mut PgConnection,
+    ctx: &ImportContext<'_>,
+    records: &[Value],
+) -> Result<BatchResult, sqlx::Error> {
+    match import_records(conn, ctx, records, 0).await {
+        Ok(tally) => Ok(BatchResult {
+            tally,
+            aborted: false,
+        }),
+        Err(ImportError::Aborted(mut abort)) => {
+            abort.external_ids = records
+                .iter()
+                .map(|r| external_id_of(r).map(str::to_owned))
+                .collect();
+            let total = u32::try_from(records.len()).expect("a batch holds at most 1000 records");
+            Ok(BatchResult {
+                tally: Tally::aborted(total, *abort),
+                aborted: true,
+            })
+        }
+        Err(ImportError::Database(e)) => Err(e),
+    }
+}
+
+/// The outcome of a whole batch.
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    pub tally: Tally,
+    /// `error` mode met a collision: nothing may be committed.
+    pub aborted: bool,
+}

@@ -1,0 +1,173 @@
+//! Typed configuration for every binary of the service.
+//!
+//! Settings are layered: built-in defaults, then an optional TOML file (named by
+//! `ARCUS_CONFIG` or given by the caller), then environment variables of the form
+//! `ARCUS__<SECTION>__<KEY>` (for example `ARCUS__DATABASE__URL`). Deployment
+//! scripts rely on those names, so they are part of the public interface.
+
+use std::path::Path;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Everything a binary of this service can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub http: HttpSettings,
+    pub worker: WorkerSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// A Postgres URL; wrapped because it may carry a password.
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    /// An AMQP URL; its path names the vhost, and it may carry a password.
+    pub url: SecretString,
+    /// Prefix of every exchange and queue name, so that several deployments
+    /// (or test runs) can share one broker without seeing each other's jobs.
+    pub prefix: String,
+    /// How often, in milliseconds, the outbox relay looks for jobs that no
+    /// in-process notification announced (another replica's, or a crashed one's).
+    pub relay_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub addr: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    /// Resources this worker consumes; empty means all of them.
+    pub resources: Vec<String>,
+    /// Jobs one worker process runs at the same time (also its AMQP prefetch).
+    pub concurrency: u16,
+    /// Records committed per transaction; each commit is a checkpoint.
+    pub chunk_size: usize,
+    /// How long a worker's claim on a job lasts without renewal.
+    pub lease_seconds: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `text` (readable, the default) or `json`.
+    pub format: String,
+    /// A `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    pub filter: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(#[from] config::ConfigError);
+
+impl Settings {
+    /// Loads the settings from defaults, the file named by `ARCUS_CONFIG` if any,
+    /// and the environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let file = std::env::var_os("ARCUS_CONFIG");
+        Self::load_from(file.as_deref().map(Path::new))
+    }
+
+    /// Loads the settings with an explicit optional file.
+    pub fn load_from(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder()
+            .set_default("database.url", "postgres://postgres@127.0.0.1:5432/arcus")?
+            .set_default("database.max_connections", 10)?
+            .set_default("amqp.url", "amqp://guest:guest@127.0.0.1:5672/%2f")?
+            .set_default("amqp.prefix", "arcus")?
+            .set_default("amqp.relay_interval_ms", 1000)?
+            .set_default("http.addr", "127.0.0.1:8080")?
+            .set_default("http.max_body_bytes", 10 * 1024 * 1024)?
+            .set_default("worker.resources", Vec::<String>::new())?
+            .set_default("worker.concurrency", 2)?
+            .set_default("worker.chunk_size", 100)?
+            .set_default("worker.lease_seconds", 30)?
+            .set_default("log.format", "text")?
+            .set_default("log.filter", "info")?;
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        let settings = builder
+            .add_source(
+                config::Environment::with_prefix("ARCUS")
+                    .prefix_separator("__")
+                    .separator("__")
+                    // Numbers and lists arrive as strings from the environment.
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("worker.resources"),
+            )
+            .build()?
+            .try_deserialize()?;
+        Ok(settings)
+    }
+}
+
+impl DatabaseSettings {
+    pub fn url(&self) -> &str {
+        self.url.expose_secret()
+    }
+}
+
+impl AmqpSettings {
+    pub fn url(&self) -> &str {
+        self.url.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_point_at_the_local_services() {
+        let settings = Settings::load_from(None).expect("defaults load");
+        assert_eq!(
+            settings.database.url(),
+            "postgres://postgres@127.0.0.1:5432/arcus"
+        );
+        assert_eq!(settings.amqp.url(), "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(settings.http.addr, "127.0.0.1:8080");
+        assert!(settings.worker.resources.is_empty());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = Settings::load_from(None).expect("defaults load");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("guest:guest"), "{printed}");
+    }
+
+    #[test]
+    fn a_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("arcus-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("arcus.toml");
+        std::fs::write(
+            &file,
+            "[http]\naddr = \"0.0.0.0:9999\"\n[worker]\nchunk_size = 7\n",
+        )
+        .expect("write file");
+        let settings = Settings::load_from(Some(&file)).expect("file loads");
+        assert_eq!(settings.http.addr, "0.0.0.0:9999");
+        assert_eq!(settings.worker.chunk_size, 7);
+        std::fs::remove_dir_all(dir).expect("clean up");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Settings::load_from(Some(Path::new("/nonexistent/arcus.toml")))
+            .expect_err("missing file must fail");
+        assert!(err.to_string().contains("invalid configuration"));
+    }
+}

@@ -1,0 +1,24 @@
+//! Tracing set-up shared by the binaries: readable text by default, JSON when
+//! configured, filtered by `RUST_LOG` or the configured filter.
+
+use settings::LogSettings;
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// Installs the global subscriber. Calling it twice is harmless (the second
+/// call keeps the first subscriber), which lets tests start several services
+/// in one process.
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = if settings.format.eq_ignore_ascii_case("json") {
+        registry
+            .with(fmt::layer().json().with_current_span(true))
+            .try_init()
+    } else {
+        registry.with(fmt::layer().with_writer(std::io::stderr)).try_init()
+    };
+    // An error only means a subscriber is already installed.
+    drop(result);
+}

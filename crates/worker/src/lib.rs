@@ -1,0 +1,289 @@
+//! The worker: consumes job messages from the per-resource queues and loads the
+//! jobs' records through the canonical handlers in `domain`.
+//!
+//! A message is acked only after its job's final status is committed. If the
+//! worker dies first, RabbitMQ hands the message to another worker, which
+//! takes the job over once the dead worker's lease has expired and resumes it
+//! at the last committed chunk. A job is claimed by one worker at a time, so
+//! duplicate messages and redeliveries cost a look-up, never a second load.
+
+mod job;
+
+pub use job::{JobRunner, Outcome, ProcessError};
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use domain::Resource;
+use domain::jobs::JobMessage;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use queue::{Publisher, Relay, Topology};
+use settings::Settings;
+use tokio::sync::{Notify, Semaphore};
+use tracing::Instrument;
+
+/// How long to hold a message for a job another worker is running before
+/// handing it back, so two workers do not bounce it in a tight loop.
+const BUSY_DELAY: Duration = Duration::from_secs(2);
+/// How long to wait before handing back a message whose processing failed on
+/// an infrastructure error.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs a worker until `shutdown` resolves, then finishes the jobs in hand.
+pub async fn run(
+    settings: Settings,
+    resources: Vec<Resource>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let pool = domain::db::connect(settings.database.url(), settings.database.max_connections)
+        .await
+        .context("connecting to Postgres")?;
+    let topology = Topology::new(&settings.amqp.prefix);
+    let owner = worker_name();
+    let runner = JobRunner {
+        pool: pool.clone(),
+        owner: owner.clone(),
+        chunk_size: settings.worker.chunk_size,
+        lease_seconds: settings.worker.lease_seconds,
+    };
+
+    // Workers relay the outbox too, so jobs committed by an API replica that
+    // died before publishing them still reach the queues.
+    let publisher = Arc::new(Publisher::new(
+        settings.amqp.url(),
+        &format!("{owner} relay"),
+        topology.clone(),
+    ));
+    publisher.connect().await.context("connecting to RabbitMQ")?;
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(
+        Relay {
+            pool: pool.clone(),
+            publisher,
+            notify: Arc::new(Notify::new()),
+            interval: Duration::from_millis(settings.amqp.relay_interval_ms),
+        }
+        .run(async {
+            let _ = relay_stopped.await;
+        }),
+    );
+
+    let concurrency = settings.worker.concurrency.max(1);
+    let consumer = Consumer {
+        url: settings.amqp.url().to_owned(),
+        name: owner,
+        topology,
+        resources,
+        concurrency,
+        runner: Arc::new(runner),
+        in_flight: Arc::new(Semaphore::new(usize::from(concurrency))),
+    };
+    let result = consumer.consume(shutdown).await;
+    let _ = stop_relay.send(());
+    let _ = relay.await;
+    pool.close().await;
+    result
+}
+
+/// Parses `--resources products,orders`; empty means every resource.
+pub fn parse_resources(list: &[String]) -> anyhow::Result<Vec<Resource>> {
+    let mut resources = Vec::new();
+    for name in list.iter().flat_map(|s| s.split(',')) {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        let resource: Resource = name.parse()?;
+        if !resources.contains(&resource) {
+            resources.push(resource);
+        }
+    }
+    if resources.is_empty() {
+        resources = Resource::ALL.to_vec();
+    }
+    Ok(resources)
+}
+
+fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!("{host}/{}/{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+struct Consumer {
+    url: String,
+    name: String,
+    topology: Topology,
+    resources: Vec<Resource>,
+    concurrency: u16,
+    runner: Arc<JobRunner>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Consumer {
+    /// Consumes until shutdown, reconnecting when the broker goes away.
+    async fn consume(&self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            match self.consume_once(&mut shutdown).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "lost RabbitMQ; reconnecting");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(RETRY_DELAY) => {}
+                    }
+                }
+            }
+        }
+        // Wait for the jobs in hand: each finishes and acks, or, if the broker
+        // is gone, its message is redelivered and the job resumed elsewhere.
+        let all = u32::from(self.concurrency);
+        let _drained = self
+            .in_flight
+            .acquire_many(all)
+            .await
+            .expect("the semaphore is never closed");
+        Ok(())
+    }
+
+    /// One connection's life: returns Ok on shutdown, Err when the broker
+    /// connection fails.
+    async fn consume_once(
+        &self,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> anyhow::Result<()> {
+        let conn = queue::connect(&self.url, &self.name).await?;
+        let channel = conn.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        // Prefetch bounds the messages a worker holds; they wait for a free
+        // slot, so set it to what the worker can run at once.
+        channel
+            .basic_qos(self.concurrency, BasicQosOptions::default())
+            .await?;
+        let mut consumers = Vec::new();
+        for resource in &self.resources {
+            let consumer = channel
+                .basic_consume(
+                    self.topology.queue(*resource).as_str().into(),
+                    format!("{} {}", self.name, resource).as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            consumers.push(consumer);
+        }
+        tracing::info!(resources = ?self.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "consuming");
+        let mut deliveries = futures::stream::select_all(consumers);
+        loop {
+            let permit = tokio::select! {
+                () = &mut *shutdown => break,
+                permit = self.in_flight.clone().acquire_owned() => {
+                    permit.expect("the semaphore is never closed")
+                }
+            };
+            let delivery = tokio::select! {
+                () = &mut *shutdown => break,
+                next = deliveries.next() => match next {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => anyhow::bail!("the broker cancelled our consumers"),
+                },
+            };
+            let runner = self.runner.clone();
+            tokio::spawn(async move {
+                handle(&runner, delivery).await;
+                drop(permit);
+            });
+        }
+        // Messages prefetched but not started go back to the queue when the
+        // channel closes; the jobs in hand keep the connection until they ack.
+        drop(deliveries);
+        Ok(())
+    }
+}
+
+/// Processes one delivery and settles its message.
+async fn handle(runner: &JobRunner, delivery: Delivery) {
+    let message: JobMessage = match serde_json::from_slice(&delivery.data) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "unreadable job message; dead-lettering it");
+            settle(&delivery, Settle::DeadLetter).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "job",
+        job_id = %message.job_id,
+        resource = %message.resource,
+        request_id = message.request_id.as_deref().unwrap_or(""),
+    );
+    async {
+        let settle_as = match runner.process(message.job_id).await {
+            Ok(Outcome::Finished(status)) => {
+                tracing::info!(%status, "job finished");
+                Settle::Ack
+            }
+            Ok(Outcome::AlreadyFinished) => Settle::Ack,
+            Ok(Outcome::NotFound) => {
+                tracing::warn!("message for an unknown job; dropping it");
+                Settle::Ack
+            }
+            Ok(Outcome::LeaseLost) => {
+                tracing::warn!("another worker took the job over");
+                Settle::Ack
+            }
+            Ok(Outcome::Busy) => {
+                tokio::time::sleep(BUSY_DELAY).await;
+                Settle::Requeue
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "job failed on an infrastructure error; will retry");
+                tokio::time::sleep(RETRY_DELAY).await;
+                Settle::Requeue
+            }
+        };
+        settle(&delivery, settle_as).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+enum Settle {
+    Ack,
+    Requeue,
+    DeadLetter,
+}
+
+async fn settle(delivery: &Delivery, how: Settle) {
+    let result = match how {
+        Settle::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+        Settle::Requeue => {
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+        }
+        Settle::DeadLetter => {
+            delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await
+        }
+    };
+    if let Err(e) = result {
+        // The channel is gone; the broker redelivers the message, and the
+        // job's state in Postgres makes the redelivery harmless.
+        tracing::warn!(error = %e, "could not settle the message");
+    }
+}
