@@ -14,8 +14,6 @@ mod relay;
 
 pub use relay::{Relay, relay_once};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use domain::Resource;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -168,7 +166,6 @@ pub struct Publisher {
     name: String,
     topology: Topology,
     channel: Mutex<Option<(Connection, Channel)>>,
-    connected: AtomicBool,
 }
 
 impl Publisher {
@@ -178,20 +175,15 @@ impl Publisher {
             name: name.to_owned(),
             topology,
             channel: Mutex::new(None),
-            connected: AtomicBool::new(false),
         }
     }
 
-    /// Connects and declares the topology now, so that start-up fails fast on a
-    /// wrong URL rather than at the first job.
-    pub async fn connect(&self) -> Result<(), QueueError> {
+    /// Connects (again, if the connection broke) and declares the topology.
+    /// Services call it at start-up, to fail fast on a wrong URL, and readiness
+    /// probes call it, so readiness recovers by itself once the broker is back.
+    pub async fn check(&self) -> Result<(), QueueError> {
         let mut guard = self.channel.lock().await;
         self.ensure_channel(&mut guard).await.map(drop)
-    }
-
-    /// Whether the last attempt to talk to the broker succeeded.
-    pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
     }
 
     async fn ensure_channel<'a>(
@@ -203,9 +195,7 @@ impl Publisher {
             .is_some_and(|(conn, ch)| conn.status().connected() && ch.status().connected());
         if !healthy {
             *slot = None;
-            let result = self.open().await;
-            self.connected.store(result.is_ok(), Ordering::Relaxed);
-            *slot = Some(result?);
+            *slot = Some(self.open().await?);
         }
         let (_, channel) = slot.as_ref().expect("the slot was filled above");
         Ok(channel)
@@ -234,7 +224,6 @@ impl Publisher {
             // Start afresh next time: the channel may be closed by the broker.
             *guard = None;
         }
-        self.connected.store(result.is_ok(), Ordering::Relaxed);
         result
     }
 

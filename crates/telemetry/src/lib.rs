@@ -1,5 +1,6 @@
-//! Tracing set-up shared by the binaries: readable text by default, JSON when
-//! configured, filtered by `RUST_LOG` or the configured filter.
+//! What every binary sets up first: tracing (readable text by default, JSON
+//! when configured, filtered by `RUST_LOG` or the configured filter) and the
+//! shutdown signal.
 
 use settings::LogSettings;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -21,4 +22,28 @@ pub fn init(settings: &LogSettings) {
     };
     // An error only means a subscriber is already installed.
     drop(result);
+}
+
+/// Resolves on Ctrl-C or SIGTERM: what every binary hands its server or
+/// consumer as the shutdown future (tests hand them a channel instead).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, only SIGTERM stops the process.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
 }

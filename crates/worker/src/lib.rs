@@ -61,7 +61,7 @@ pub async fn run(
         &format!("{owner} relay"),
         topology.clone(),
     ));
-    publisher.connect().await.context("connecting to RabbitMQ")?;
+    publisher.check().await.context("connecting to RabbitMQ")?;
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(
         Relay {

@@ -23,25 +23,5 @@ async fn main() -> anyhow::Result<()> {
         args.resources
     };
     let resources = worker::parse_resources(&wanted)?;
-    worker::run(settings, resources, shutdown_signal()).await
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
+    worker::run(settings, resources, telemetry::shutdown_signal()).await
 }

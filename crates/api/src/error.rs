@@ -1,0 +1,175 @@
+//! The API's one error type and the documented error envelope:
+//! `{"error", "code", "type", "param"?, "hint"?, "required"?, "request_id"}`.
+//!
+//! Handlers return [`ApiError`]; it travels out as a response extension, and the
+//! request-context middleware renders it with the request's id, which handlers
+//! do not need to know. A 5xx logs its cause and shows the client nothing
+//! internal.
+
+use std::borrow::Cow;
+
+use auth::AuthError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    ValidationError,
+    PermissionError,
+    NotFound,
+    Conflict,
+    NotImplemented,
+    Internal,
+}
+
+/// An error as the client sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub error: String,
+    pub code: Cow<'static, str>,
+    #[serde(rename = "type")]
+    pub kind: ErrorType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: ErrorType,
+        code: &'static str,
+        error: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            error: error.into(),
+            code: Cow::Borrowed(code),
+            kind,
+            param: None,
+            hint: None,
+            required: None,
+        }
+    }
+
+    /// 400: the request itself is malformed.
+    pub fn bad_request(code: &'static str, error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorType::ValidationError, code, error)
+    }
+
+    pub fn not_found(code: &'static str, error: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorType::NotFound, code, error)
+    }
+
+    pub fn conflict(code: &'static str, error: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorType::Conflict, code, error)
+    }
+
+    /// 500: logs the cause; the client learns only that it was our fault.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::Internal,
+            "internal_error",
+            "something went wrong on our side; the request was not applied, retry later",
+        )
+    }
+
+    pub fn param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The JSON body, with the request id the middleware knows.
+    pub fn body(&self, request_id: &str) -> serde_json::Value {
+        let mut body = serde_json::to_value(self).expect("an error envelope serializes");
+        body["request_id"] = serde_json::Value::String(request_id.to_owned());
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::MissingKey => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorType::PermissionError,
+                "missing_api_key",
+                message,
+            ),
+            AuthError::InvalidKey => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorType::PermissionError,
+                "invalid_api_key",
+                message,
+            ),
+            AuthError::InvalidEntityId => {
+                Self::bad_request("invalid_parameter", message).param("entity_id")
+            }
+            AuthError::EntityMismatch => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorType::PermissionError,
+                "entity_access_denied",
+                message,
+            ),
+            AuthError::InsufficientScope(scope) => {
+                let mut err = Self::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorType::PermissionError,
+                    "insufficient_scope",
+                    message,
+                );
+                err.required = Some(scope);
+                err
+            }
+            AuthError::Database(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// Builds the envelope for an error response that no handler described (an
+/// unknown method, say), so every error a client sees has the same shape.
+pub fn generic(status: StatusCode) -> ApiError {
+    let (kind, code) = match status {
+        StatusCode::NOT_FOUND => (ErrorType::NotFound, "not_found"),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorType::ValidationError, "method_not_allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorType::ValidationError, "payload_too_large"),
+        s if s.is_server_error() => (ErrorType::Internal, "internal_error"),
+        _ => (ErrorType::ValidationError, "invalid_request"),
+    };
+    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+    ApiError::new(status, kind, code, reason)
+}

@@ -1,0 +1,445 @@
+//! The migration endpoints: submit a bulk import (or dry-run it), get a job,
+//! list jobs.
+
+use std::collections::HashMap;
+
+use auth::Principal;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use domain::import::{ImportContext, import_batch};
+use domain::jobs::{self, Idempotency, JobStatus, ListError, ListFilter, NewJob, Submission};
+use domain::{ConflictMode, Resource};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::ErrorType;
+use crate::{ApiError, AppState, context};
+
+/// Records one request may carry.
+pub const MAX_RECORDS: usize = 1000;
+/// Longest `external_source`.
+const EXTERNAL_SOURCE_MAX: usize = 60;
+/// Longest `Idempotency-Key`.
+const IDEMPOTENCY_KEY_MAX: usize = 255;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/entities/{entity_id}/migration/{resource}/bulk",
+            post(submit_bulk),
+        )
+        .route("/v1/entities/{entity_id}/migration/jobs", get(list_jobs))
+        .route("/v1/entities/{entity_id}/migration/jobs/{job_id}", get(get_job))
+}
+
+/// A validated bulk request.
+struct BulkRequest {
+    records: Value,
+    count: usize,
+    external_source: String,
+    conflict_mode: ConflictMode,
+}
+
+impl BulkRequest {
+    /// Checks the request's shape. A record's own fields are the canonical
+    /// handler's business (per-record errors); only what would make the whole
+    /// request meaningless is refused here.
+    fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        })?;
+        let Value::Object(mut body) = value else {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "the body must be a JSON object with records and external_source",
+            ));
+        };
+
+        let records = match body.remove("records") {
+            None | Some(Value::Null) => {
+                return Err(missing("records", "records is required: an array of 1 to 1000 objects"));
+            }
+            Some(Value::Array(records)) => records,
+            Some(_) => {
+                return Err(invalid("records", "records must be an array of objects"));
+            }
+        };
+        if records.is_empty() {
+            return Err(ApiError::bad_request("no_records", "records must hold at least one record")
+                .param("records"));
+        }
+        if records.len() > MAX_RECORDS {
+            return Err(ApiError::bad_request(
+                "too_many_records",
+                format!("records holds {} records; at most {MAX_RECORDS} are allowed per request", records.len()),
+            )
+            .param("records")
+            .hint("split the import into several requests of at most 1000 records"));
+        }
+        for (i, record) in records.iter().enumerate() {
+            if !record.is_object() {
+                return Err(ApiError::bad_request(
+                    "invalid_record",
+                    format!("records[{i}] must be a JSON object"),
+                )
+                .param(format!("records[{i}]")));
+            }
+            if let Some(path) = nul_path(record) {
+                return Err(ApiError::bad_request(
+                    "invalid_character",
+                    format!("records[{i}]{path} contains a NUL character, which cannot be stored"),
+                )
+                .param(format!("records[{i}]{path}")));
+            }
+        }
+
+        let external_source = match body.get("external_source") {
+            None | Some(Value::Null) => {
+                return Err(missing(
+                    "external_source",
+                    "external_source is required: the system the records come from (e.g. quickbooks)",
+                ));
+            }
+            Some(Value::String(s)) if s.trim().is_empty() || s.contains('\0') => {
+                return Err(invalid("external_source", "external_source must not be blank"));
+            }
+            Some(Value::String(s)) if s.chars().count() > EXTERNAL_SOURCE_MAX => {
+                return Err(ApiError::bad_request(
+                    "parameter_too_long",
+                    format!("external_source is at most {EXTERNAL_SOURCE_MAX} characters"),
+                )
+                .param("external_source"));
+            }
+            Some(Value::String(s)) => s.trim().to_owned(),
+            Some(_) => return Err(invalid("external_source", "external_source must be a string")),
+        };
+
+        let conflict_mode = match body.get("conflict_mode") {
+            None | Some(Value::Null) => ConflictMode::default(),
+            Some(Value::String(s)) => s
+                .parse()
+                .map_err(|e: domain::UnknownValue| invalid("conflict_mode", e.to_string()))?,
+            Some(_) => {
+                return Err(invalid(
+                    "conflict_mode",
+                    "conflict_mode must be one of skip, update, replace, error",
+                ));
+            }
+        };
+
+        Ok(Self {
+            count: records.len(),
+            records: Value::Array(records),
+            external_source,
+            conflict_mode,
+        })
+    }
+}
+
+fn missing(param: &'static str, message: &str) -> ApiError {
+    ApiError::bad_request("missing_parameter", message).param(param)
+}
+
+fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_parameter", message).param(param)
+}
+
+/// Where in a record a string or key holds NUL, which Postgres text cannot store.
+fn nul_path(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(String::new()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v).map(|p| format!("[{i}]{p}"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(format!(".{}", k.replace('\0', "\\u0000")))
+            } else {
+                nul_path(v).map(|p| format!(".{k}{p}"))
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn parse_resource(name: &str) -> Result<Resource, ApiError> {
+    name.parse().map_err(|e: domain::UnknownValue| {
+        ApiError::not_found("unknown_resource", e.to_string()).param("resource")
+    })
+}
+
+fn parse_bool(query: &HashMap<String, String>, name: &'static str) -> Result<bool, ApiError> {
+    match query.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(invalid(name, format!("{name} must be true or false, got '{other}'"))),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = |message: &str| {
+        ApiError::bad_request("invalid_idempotency_key", message).param("Idempotency-Key")
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| bad("Idempotency-Key must be printable ASCII"))?
+        .trim();
+    if key.is_empty() {
+        return Err(bad("Idempotency-Key must not be empty"));
+    }
+    if key.len() > IDEMPOTENCY_KEY_MAX {
+        return Err(bad("Idempotency-Key is at most 255 characters"));
+    }
+    Ok(Some(key))
+}
+
+/// `POST /v1/entities/{entity_id}/migration/{resource}/bulk`
+async fn submit_bulk(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((_entity_id, resource)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let resource = parse_resource(&resource)?;
+    principal.require("migration:write")?;
+    principal.require(resource.write_scope())?;
+    if !resource.is_implemented() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            ErrorType::NotImplemented,
+            "not_implemented",
+            format!("importing {resource} is not available yet; products can be imported today"),
+        )
+        .param("resource"));
+    }
+    let dry_run = parse_bool(&query, "dry_run")?;
+    let key = idempotency_key(&headers)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorType::ValidationError,
+                "payload_too_large",
+                "the request body is larger than this service accepts",
+            )
+            .hint("send fewer or smaller records per request")
+        } else {
+            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
+        }
+    })?;
+    let request = BulkRequest::parse(&body)?;
+    let tenant = principal.tenant();
+
+    if dry_run {
+        // The same import the worker runs, on a transaction that is never
+        // committed: every rule runs, nothing is written.
+        let ctx = ImportContext {
+            tenant,
+            resource,
+            external_source: &request.external_source,
+            conflict_mode: request.conflict_mode,
+        };
+        let records = request.records.as_array().expect("parse keeps an array");
+        let mut tx = state.pool.begin().await?;
+        let batch = import_batch(&mut tx, &ctx, records).await?;
+        tx.rollback().await?;
+        let t = batch.tally;
+        return Ok(Json(json!({
+            "object": "migration_dry_run_result",
+            "dry_run": true,
+            "resource": resource.as_str(),
+            "external_source": request.external_source,
+            "conflict_mode": request.conflict_mode,
+            "total_records": request.count,
+            "succeeded_records": t.succeeded,
+            "failed_records": t.failed,
+            "created_records": t.created,
+            "updated_records": t.updated,
+            "skipped_records": t.skipped,
+            "replaced_records": t.replaced,
+            "errors": t.errors,
+        }))
+        .into_response());
+    }
+
+    let request_hash = key.map(|_| {
+        let mut hasher = Sha256::new();
+        hasher.update(resource.as_str().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(&body);
+        hex::encode(hasher.finalize())
+    });
+    let idempotency = key.zip(request_hash.as_deref()).map(|(key, request_hash)| Idempotency {
+        key,
+        request_hash,
+    });
+    let submission = jobs::submit(
+        &state.pool,
+        NewJob {
+            tenant,
+            resource,
+            external_source: &request.external_source,
+            conflict_mode: request.conflict_mode,
+            records: &request.records,
+            record_count: i32::try_from(request.count).expect("at most 1000 records"),
+            request_id: context::request_id(&headers),
+        },
+        idempotency,
+    )
+    .await?;
+    match submission {
+        Submission::Created(job) => {
+            state.relay_notify.notify_one();
+            let location = format!("/v1/entities/{}/migration/jobs/{}", job.entity_id, job.id);
+            let mut response = (StatusCode::ACCEPTED, Json(job)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            Ok(response)
+        }
+        Submission::Replayed { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+            let mut response = (status, Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        Submission::KeyReused => Err(ApiError::conflict(
+            "idempotency_key_mismatch",
+            "this Idempotency-Key was already used with a different request",
+        )
+        .param("Idempotency-Key")
+        .hint("use a new key for a new request; a retry must send the same body")),
+    }
+}
+
+/// `GET /v1/entities/{entity_id}/migration/jobs/{job_id}`
+async fn get_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((_entity_id, job_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    principal.require("migration:read")?;
+    let job_id = Uuid::parse_str(&job_id)
+        .map_err(|_| invalid("job_id", "job_id must be a UUID"))?;
+    match jobs::get(&state.pool, principal.tenant(), job_id).await? {
+        Some(job) => Ok(Json(job).into_response()),
+        None => Err(ApiError::not_found(
+            "not_found",
+            format!("no migration job {job_id}"),
+        )),
+    }
+}
+
+/// `GET /v1/entities/{entity_id}/migration/jobs`
+async fn list_jobs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    principal.require("migration:read")?;
+    let filter = list_filter(&query)?;
+    let page = jobs::list(&state.pool, principal.tenant(), &filter)
+        .await
+        .map_err(|e| match e {
+            ListError::UnknownCursor => invalid(
+                "starting_after",
+                "starting_after must be the id of one of this entity's jobs",
+            ),
+            ListError::Database(e) => e.into(),
+        })?;
+    let next_cursor = if page.has_more {
+        page.jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({
+        "object": "list",
+        "data": page.jobs,
+        "has_more": page.has_more,
+        "next_cursor": next_cursor,
+    }))
+    .into_response())
+}
+
+fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
+    let limit = match query.get("limit") {
+        None => 20,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| invalid("limit", format!("limit must be an integer from 1 to 100, got '{raw}'")))?,
+    };
+    let resource = query
+        .get("resource")
+        .map(|r| {
+            r.parse::<Resource>()
+                .map_err(|e| invalid("resource", e.to_string()))
+        })
+        .transpose()?;
+    let status = query
+        .get("status")
+        .map(|s| s.parse::<JobStatus>().map_err(|e| invalid("status", e.to_string())))
+        .transpose()?;
+    let created_after = query
+        .get("created_after")
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    invalid(
+                        "created_after",
+                        format!("created_after must be an RFC 3339 timestamp, got '{t}'"),
+                    )
+                })
+        })
+        .transpose()?;
+    let starting_after = query
+        .get("starting_after")
+        .map(|id| {
+            Uuid::parse_str(id).map_err(|_| invalid("starting_after", "starting_after must be a job id (UUID)"))
+        })
+        .transpose()?;
+    Ok(ListFilter {
+        resource,
+        status,
+        created_after,
+        limit,
+        starting_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_located() {
+        let v = json!({"title": "ok", "variants": [{"sku": "a"}, {"sku": "b\u{0}"}]});
+        assert_eq!(nul_path(&v).as_deref(), Some(".variants[1].sku"));
+        assert_eq!(nul_path(&json!({"title": "fine"})), None);
+    }
+
+    #[test]
+    fn a_request_without_conflict_mode_skips() {
+        let r = BulkRequest::parse(br#"{"records": [{}], "external_source": "shopify"}"#)
+            .unwrap_or_else(|e| panic!("valid request refused: {}", e.error));
+        assert_eq!(r.conflict_mode, ConflictMode::Skip);
+        assert_eq!(r.count, 1);
+    }
+}
