@@ -20,6 +20,7 @@ create table migration_jobs (
     attempts integer not null default 0,
     -- The claim of the worker processing the job; every write of that worker is
     -- fenced on lease_token, so a worker that lost its claim cannot write.
+    -- lease_owner stays set once the job ends: it names the worker that ended it.
     lease_token uuid,
     lease_owner text,
     lease_expires_at timestamptz,

@@ -61,7 +61,12 @@ impl ApiError {
 
     /// 400: the request itself is malformed.
     pub fn bad_request(code: &'static str, error: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorType::ValidationError, code, error)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::ValidationError,
+            code,
+            error,
+        )
     }
 
     pub fn not_found(code: &'static str, error: impl Into<String>) -> Self {

@@ -91,7 +91,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(self.relay.run(async {
             let _ = relay_stopped.await;

@@ -149,8 +149,7 @@ pub fn hash_key(key: &str) -> String {
 
 /// Finds the live key a request presents.
 pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Principal, AuthError> {
-    if !(key.starts_with("ark_test_ent_") || key.starts_with("ark_live_ent_")) || key.len() > 200
-    {
+    if !(key.starts_with("ark_test_ent_") || key.starts_with("ark_live_ent_")) || key.len() > 200 {
         return Err(AuthError::InvalidKey);
     }
     let row: Option<(Uuid, Uuid, String, Vec<String>, bool)> = sqlx::query_as(
@@ -180,11 +179,10 @@ pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Principal, AuthErr
 
 /// Revokes a key at once: the next request that presents it is refused.
 pub async fn revoke(pool: &PgPool, key_id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "update api_keys set revoked_at = now() where id = $1 and revoked_at is null",
-    )
-    .bind(key_id)
-    .execute(pool)
-    .await?;
+    let done =
+        sqlx::query("update api_keys set revoked_at = now() where id = $1 and revoked_at is null")
+            .bind(key_id)
+            .execute(pool)
+            .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -65,7 +65,11 @@ impl<'a> Fields<'a> {
         };
         let s = s.trim();
         if s.is_empty() {
-            return Err(RecordError::at(INVALID, name, format!("{name} must not be blank")));
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must not be blank"),
+            ));
         }
         let len = s.chars().count();
         if len > max {
@@ -174,9 +178,9 @@ impl<'a> Fields<'a> {
         let Some(s) = self.optional_string(name, 64)? else {
             return Ok(None);
         };
-        Uuid::parse_str(&s)
-            .map(Some)
-            .map_err(|_| RecordError::at(INVALID, name, format!("{name} must be a UUID, got '{s}'")))
+        Uuid::parse_str(&s).map(Some).map_err(|_| {
+            RecordError::at(INVALID, name, format!("{name} must be a UUID, got '{s}'"))
+        })
     }
 
     pub(crate) fn optional_array(&self, name: &str) -> Result<Option<&'a [Value]>, RecordError> {
@@ -216,10 +220,16 @@ mod tests {
 
     #[test]
     fn money_is_read_digit_for_digit() {
-        let v = json!({"a": 0.1, "b": "49.99", "c": 12345678901234.5678, "d": 1e2});
+        // Parsed from text: a `json!` float literal would already be an f64.
+        let v: Value =
+            serde_json::from_str(r#"{"a": 0.1, "b": "49.99", "c": 12345678901234.5678, "d": 1e2}"#)
+                .expect("valid JSON");
         let f = Fields::of(&v, "record").expect("object");
         assert_eq!(f.optional_money("a").expect("ok"), Some(Decimal::new(1, 1)));
-        assert_eq!(f.optional_money("b").expect("ok"), Some(Decimal::new(4999, 2)));
+        assert_eq!(
+            f.optional_money("b").expect("ok"),
+            Some(Decimal::new(4999, 2))
+        );
         assert_eq!(
             f.optional_money("c").expect("ok"),
             Some(Decimal::from_str_exact("12345678901234.5678").expect("decimal"))
@@ -243,9 +253,18 @@ mod tests {
         let v = json!({"ok": "  Mug ", "blank": "   ", "long": "x".repeat(11), "num": 5});
         let f = Fields::of(&v, "record").expect("object");
         assert_eq!(f.required_string("ok", 10).expect("ok"), "Mug");
-        assert_eq!(f.required_string("blank", 10).expect_err("blank").code, INVALID);
-        assert_eq!(f.required_string("long", 10).expect_err("long").code, TOO_LONG);
+        assert_eq!(
+            f.required_string("blank", 10).expect_err("blank").code,
+            INVALID
+        );
+        assert_eq!(
+            f.required_string("long", 10).expect_err("long").code,
+            TOO_LONG
+        );
         assert_eq!(f.required_string("num", 10).expect_err("num").code, INVALID);
-        assert_eq!(f.required_string("absent", 10).expect_err("absent").code, MISSING);
+        assert_eq!(
+            f.required_string("absent", 10).expect_err("absent").code,
+            MISSING
+        );
     }
 }

@@ -341,8 +341,8 @@ async fn apply_in_savepoint<R: Canonical>(
             }
             Err(HandlerError::Database(e)) => {
                 savepoint.rollback().await?;
-                let provenance_race = violated_constraint(&e)
-                    .is_some_and(|name| name.ends_with("_provenance_key"));
+                let provenance_race =
+                    violated_constraint(&e).is_some_and(|name| name.ends_with("_provenance_key"));
                 if !provenance_race || attempt == 1 {
                     return Err(e);
                 }

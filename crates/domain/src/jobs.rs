@@ -205,7 +205,10 @@ pub struct Idempotency<'a> {
 pub enum Submission {
     Created(Box<Job>),
     /// The key was used before with the same request: its first response.
-    Replayed { status: u16, body: Value },
+    Replayed {
+        status: u16,
+        body: Value,
+    },
     /// The key was used before with a different request.
     KeyReused,
 }
@@ -240,16 +243,15 @@ pub async fn submit(
         .fetch_optional(&mut *tx)
         .await?;
         if fresh.is_none() {
-            let (hash, status, body): (String, Option<i32>, Option<Json<Value>>) =
-                sqlx::query_as(
-                    "select request_hash, response_status, response_body from idempotency_keys
+            let (hash, status, body): (String, Option<i32>, Option<Json<Value>>) = sqlx::query_as(
+                "select request_hash, response_status, response_body from idempotency_keys
                      where entity_id = $1 and mode = $2 and key = $3",
-                )
-                .bind(job.tenant.entity_id)
-                .bind(job.tenant.mode.as_str())
-                .bind(idem.key)
-                .fetch_one(&mut *tx)
-                .await?;
+            )
+            .bind(job.tenant.entity_id)
+            .bind(job.tenant.mode.as_str())
+            .bind(idem.key)
+            .fetch_one(&mut *tx)
+            .await?;
             tx.rollback().await?;
             if hash != idem.request_hash {
                 return Ok(Submission::KeyReused);
@@ -489,10 +491,11 @@ pub async fn claim(
     if let Some(row) = row {
         return Ok(ClaimResult::Claimed(Box::new(row.into_claimed(token))));
     }
-    let status: Option<String> = sqlx::query_scalar("select status from migration_jobs where id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let status: Option<String> =
+        sqlx::query_scalar("select status from migration_jobs where id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
     Ok(match status.as_deref().map(JobStatus::from_str) {
         None => ClaimResult::NotFound,
         Some(Ok(s)) if s.is_terminal() => ClaimResult::Finished,
@@ -654,12 +657,15 @@ pub async fn finish(conn: &mut PgConnection, job: &ClaimedJob) -> Result<JobStat
     let Some((succeeded, failed, total)) = counts else {
         return Err(FencedError::LeaseLost);
     };
-    debug_assert_eq!(succeeded + failed, total, "a finished job accounts for every record");
+    debug_assert_eq!(
+        succeeded + failed,
+        total,
+        "a finished job accounts for every record"
+    );
     let status = JobStatus::of(succeeded, failed);
     sqlx::query(
         "update migration_jobs
-         set status = $3, completed_at = now(),
-             lease_token = null, lease_owner = null, lease_expires_at = null
+         set status = $3, completed_at = now(), lease_token = null, lease_expires_at = null
          where id = $1 and lease_token = $2",
     )
     .bind(job.id)
@@ -673,7 +679,10 @@ pub async fn finish(conn: &mut PgConnection, job: &ClaimedJob) -> Result<JobStat
 /// The mode and entity of a job, for logging and tracing.
 impl fmt::Display for ClaimedJob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} job {} ({} mode)", self.resource, self.id, self.tenant.mode)
+        write!(
+            f,
+            "{} job {} ({} mode)",
+            self.resource, self.id, self.tenant.mode
+        )
     }
 }
-

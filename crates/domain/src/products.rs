@@ -139,7 +139,10 @@ impl ProductInput {
                 ),
             ));
         }
-        for (name, len) in [("components", components.len()), ("variants", variants.len())] {
+        for (name, len) in [
+            ("components", components.len()),
+            ("variants", variants.len()),
+        ] {
             if len > PARTS_MAX {
                 return Err(RecordError::at(
                     INVALID,
@@ -177,9 +180,9 @@ fn parse_component(value: &Value) -> Result<ComponentInput, RecordError> {
     let f = Fields::of(value, "a component")?;
     let product = match (f.has("product_id"), f.has("product_external_id")) {
         (true, false) => ProductRef::Id(f.optional_uuid("product_id")?.unwrap_or_default()),
-        (false, true) => ProductRef::ExternalId(
-            f.required_string("product_external_id", EXTERNAL_ID_MAX)?,
-        ),
+        (false, true) => {
+            ProductRef::ExternalId(f.required_string("product_external_id", EXTERNAL_ID_MAX)?)
+        }
         _ => {
             return Err(RecordError::at(
                 INVALID,
@@ -337,7 +340,9 @@ pub async fn update(
     .await
     .map_err(map_constraint)?;
     if updated.rows_affected() == 0 {
-        return Err(RecordError::new(REFERENCE_NOT_FOUND, format!("no product with id {id}")).into());
+        return Err(
+            RecordError::new(REFERENCE_NOT_FOUND, format!("no product with id {id}")).into(),
+        );
     }
     insert_parts(conn, ctx.tenant, id, &components, &input.variants).await
 }

@@ -144,10 +144,19 @@ impl Topology {
 /// lets the broker dead-letter a message that keeps failing.
 fn quorum_arguments(dead_letter_exchange: Option<&str>) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     if let Some(dlx) = dead_letter_exchange {
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dlx.into()));
-        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dlx.into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
     }
     args
 }

@@ -42,7 +42,9 @@ pub async fn relay_once(pool: &PgPool, publisher: &Publisher) -> Result<usize, R
     for (row, outcome) in rows.iter().zip(outcomes) {
         match outcome {
             Ok(()) => confirmed.push(row.id),
-            Err(e) => tracing::warn!(outbox_id = row.id, error = %e, "job message not confirmed; will retry"),
+            Err(e) => {
+                tracing::warn!(outbox_id = row.id, error = %e, "job message not confirmed; will retry")
+            }
         }
     }
     domain::outbox::remove(&mut tx, &confirmed).await?;

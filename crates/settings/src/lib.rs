@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use secrecy::{ExposeSecret, SecretString};
+pub use secrecy::SecretString;
+
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 /// Everything a binary of this service can be configured with.

@@ -18,7 +18,9 @@ pub fn init(settings: &LogSettings) {
             .with(fmt::layer().json().with_current_span(true))
             .try_init()
     } else {
-        registry.with(fmt::layer().with_writer(std::io::stderr)).try_init()
+        registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init()
     };
     // An error only means a subscriber is already installed.
     drop(result);

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use domain::ConflictMode;
 use domain::import::{self, ImportContext, ImportError, RecordFailure, Tally};
 use domain::jobs::{self, ClaimResult, ClaimedJob, FencedError, JobStatus};
-use domain::ConflictMode;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -56,7 +56,11 @@ impl JobRunner {
             ClaimResult::Busy => return Ok(Outcome::Busy),
             ClaimResult::NotFound => return Ok(Outcome::NotFound),
         };
-        tracing::info!(attempt = job.attempts, resume_at = job.next_index, "claimed {job}");
+        tracing::info!(
+            attempt = job.attempts,
+            resume_at = job.next_index,
+            "claimed {job}"
+        );
         let _heartbeat = self.keep_lease(&job);
         match self.run(&job).await {
             Ok(outcome) => Ok(outcome),
@@ -98,9 +102,7 @@ impl JobRunner {
         records: &[serde_json::Value],
     ) -> Result<Outcome, RunError> {
         let mut tx = self.pool.begin().await?;
-        let batch = import::import_batch(&mut tx, ctx, records)
-            .await
-            ?;
+        let batch = import::import_batch(&mut tx, ctx, records).await?;
         if batch.aborted {
             tx.rollback().await?;
             tx = self.pool.begin().await?;
@@ -125,7 +127,14 @@ impl JobRunner {
         while start < total {
             let end = (start + self.chunk_size.max(1)).min(total);
             let mut tx = self.pool.begin().await?;
-            let tally = match import::import_records(&mut tx, ctx, &records[start..end], index(start)).await {
+            let tally = match import::import_records(
+                &mut tx,
+                ctx,
+                &records[start..end],
+                index(start),
+            )
+            .await
+            {
                 Ok(tally) => tally,
                 Err(ImportError::Database(e)) => return Err(ProcessError::from(e).into()),
                 Err(ImportError::Aborted(_)) => unreachable!("only error mode aborts"),

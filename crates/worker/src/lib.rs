@@ -113,7 +113,11 @@ pub fn parse_resources(list: &[String]) -> anyhow::Result<Vec<Resource>> {
 
 fn worker_name() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
-    format!("{host}/{}/{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{host}/{}/{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 struct Consumer {

@@ -36,7 +36,10 @@ pub fn router() -> Router<AppState> {
             post(submit_bulk),
         )
         .route("/v1/entities/{entity_id}/migration/jobs", get(list_jobs))
-        .route("/v1/entities/{entity_id}/migration/jobs/{job_id}", get(get_job))
+        .route(
+            "/v1/entities/{entity_id}/migration/jobs/{job_id}",
+            get(get_job),
+        )
 }
 
 /// A validated bulk request.
@@ -64,7 +67,10 @@ impl BulkRequest {
 
         let records = match body.remove("records") {
             None | Some(Value::Null) => {
-                return Err(missing("records", "records is required: an array of 1 to 1000 objects"));
+                return Err(missing(
+                    "records",
+                    "records is required: an array of 1 to 1000 objects",
+                ));
             }
             Some(Value::Array(records)) => records,
             Some(_) => {
@@ -72,13 +78,19 @@ impl BulkRequest {
             }
         };
         if records.is_empty() {
-            return Err(ApiError::bad_request("no_records", "records must hold at least one record")
-                .param("records"));
+            return Err(ApiError::bad_request(
+                "no_records",
+                "records must hold at least one record",
+            )
+            .param("records"));
         }
         if records.len() > MAX_RECORDS {
             return Err(ApiError::bad_request(
                 "too_many_records",
-                format!("records holds {} records; at most {MAX_RECORDS} are allowed per request", records.len()),
+                format!(
+                    "records holds {} records; at most {MAX_RECORDS} are allowed per request",
+                    records.len()
+                ),
             )
             .param("records")
             .hint("split the import into several requests of at most 1000 records"));
@@ -108,7 +120,10 @@ impl BulkRequest {
                 ));
             }
             Some(Value::String(s)) if s.trim().is_empty() || s.contains('\0') => {
-                return Err(invalid("external_source", "external_source must not be blank"));
+                return Err(invalid(
+                    "external_source",
+                    "external_source must not be blank",
+                ));
             }
             Some(Value::String(s)) if s.chars().count() > EXTERNAL_SOURCE_MAX => {
                 return Err(ApiError::bad_request(
@@ -118,7 +133,12 @@ impl BulkRequest {
                 .param("external_source"));
             }
             Some(Value::String(s)) => s.trim().to_owned(),
-            Some(_) => return Err(invalid("external_source", "external_source must be a string")),
+            Some(_) => {
+                return Err(invalid(
+                    "external_source",
+                    "external_source must be a string",
+                ));
+            }
         };
 
         let conflict_mode = match body.get("conflict_mode") {
@@ -180,7 +200,10 @@ fn parse_bool(query: &HashMap<String, String>, name: &'static str) -> Result<boo
     match query.get(name).map(String::as_str) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => Err(invalid(name, format!("{name} must be true or false, got '{other}'"))),
+        Some(other) => Err(invalid(
+            name,
+            format!("{name} must be true or false, got '{other}'"),
+        )),
     }
 }
 
@@ -282,10 +305,9 @@ async fn submit_bulk(
         hasher.update(&body);
         hex::encode(hasher.finalize())
     });
-    let idempotency = key.zip(request_hash.as_deref()).map(|(key, request_hash)| Idempotency {
-        key,
-        request_hash,
-    });
+    let idempotency = key
+        .zip(request_hash.as_deref())
+        .map(|(key, request_hash)| Idempotency { key, request_hash });
     let submission = jobs::submit(
         &state.pool,
         NewJob {
@@ -334,8 +356,8 @@ async fn get_job(
     Path((_entity_id, job_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     principal.require("migration:read")?;
-    let job_id = Uuid::parse_str(&job_id)
-        .map_err(|_| invalid("job_id", "job_id must be a UUID"))?;
+    let job_id =
+        Uuid::parse_str(&job_id).map_err(|_| invalid("job_id", "job_id must be a UUID"))?;
     match jobs::get(&state.pool, principal.tenant(), job_id).await? {
         Some(job) => Ok(Json(job).into_response()),
         None => Err(ApiError::not_found(
@@ -383,7 +405,12 @@ fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> 
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| invalid("limit", format!("limit must be an integer from 1 to 100, got '{raw}'")))?,
+            .ok_or_else(|| {
+                invalid(
+                    "limit",
+                    format!("limit must be an integer from 1 to 100, got '{raw}'"),
+                )
+            })?,
     };
     let resource = query
         .get("resource")
@@ -394,7 +421,10 @@ fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> 
         .transpose()?;
     let status = query
         .get("status")
-        .map(|s| s.parse::<JobStatus>().map_err(|e| invalid("status", e.to_string())))
+        .map(|s| {
+            s.parse::<JobStatus>()
+                .map_err(|e| invalid("status", e.to_string()))
+        })
         .transpose()?;
     let created_after = query
         .get("created_after")
@@ -412,7 +442,8 @@ fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> 
     let starting_after = query
         .get("starting_after")
         .map(|id| {
-            Uuid::parse_str(id).map_err(|_| invalid("starting_after", "starting_after must be a job id (UUID)"))
+            Uuid::parse_str(id)
+                .map_err(|_| invalid("starting_after", "starting_after must be a job id (UUID)"))
         })
         .transpose()?;
     Ok(ListFilter {

@@ -7,5 +7,8 @@ use crate::ApiError;
 
 /// Any path no route knows.
 pub async fn fallback() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint; see the API reference for the routes")
+    ApiError::not_found(
+        "not_found",
+        "no such endpoint; see the API reference for the routes",
+    )
 }

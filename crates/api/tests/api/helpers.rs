@@ -1,0 +1,481 @@
+//! The test harness: each test gets its own database and its own queue names on
+//! the real Postgres and RabbitMQ, the real router served over HTTP on a free
+//! port, and as many real workers as it asks for, all in this process.
+//!
+//! Service URLs come from `ARCUS_TEST_DATABASE_URL` (a server URL whose user
+//! may create databases) and `ARCUS_TEST_AMQP_URL`; without them, Postgres and
+//! RabbitMQ are started with testcontainers, which needs a Docker engine.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use settings::{SecretString, Settings};
+use sqlx::PgPool;
+use tokio::sync::{OnceCell, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Every scope a key can have.
+pub const ALL_SCOPES: &[&str] = &domain::SCOPES;
+
+struct Services {
+    /// A server URL; test databases are created next to its database.
+    database_url: String,
+    amqp_url: String,
+}
+
+static SERVICES: OnceCell<Services> = OnceCell::const_new();
+
+async fn services() -> &'static Services {
+    SERVICES
+        .get_or_init(|| async {
+            match (
+                std::env::var("ARCUS_TEST_DATABASE_URL"),
+                std::env::var("ARCUS_TEST_AMQP_URL"),
+            ) {
+                (Ok(database_url), Ok(amqp_url)) => Services {
+                    database_url,
+                    amqp_url,
+                },
+                _ => start_containers().await,
+            }
+        })
+        .await
+}
+
+/// Starts Postgres and RabbitMQ in containers for this test process. They are
+/// kept for the life of the process, and testcontainers removes them after it.
+async fn start_containers() -> Services {
+    use testcontainers_modules::postgres::Postgres;
+    use testcontainers_modules::rabbitmq::RabbitMq;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+
+    let postgres = Postgres::default()
+        .start()
+        .await
+        .expect("without ARCUS_TEST_DATABASE_URL the tests start Postgres in Docker");
+    let rabbitmq = RabbitMq::default()
+        .start()
+        .await
+        .expect("without ARCUS_TEST_AMQP_URL the tests start RabbitMQ in Docker");
+    let pg_host = postgres.get_host().await.expect("container host");
+    let pg_port = postgres
+        .get_host_port_ipv4(5432)
+        .await
+        .expect("postgres port");
+    let mq_host = rabbitmq.get_host().await.expect("container host");
+    let mq_port = rabbitmq
+        .get_host_port_ipv4(5672)
+        .await
+        .expect("rabbitmq port");
+    let services = Services {
+        database_url: format!("postgres://postgres:postgres@{pg_host}:{pg_port}/postgres"),
+        amqp_url: format!("amqp://guest:guest@{mq_host}:{mq_port}/%2f"),
+    };
+    // The containers must outlive every test of this process.
+    Box::leak(Box::new((postgres, rabbitmq)));
+    services
+}
+
+/// Swaps the database name of a Postgres URL.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// A running worker of a test app.
+pub struct WorkerHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl WorkerHandle {
+    /// Stops the worker gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task)
+            .await
+            .expect("worker task panicked")
+            .expect("worker failed");
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub entity_id: Uuid,
+    /// A test-mode key with every scope.
+    pub key: String,
+    database_name: String,
+    admin_url: String,
+    api_stop: Option<oneshot::Sender<()>>,
+    pub workers: Vec<WorkerHandle>,
+}
+
+/// Options of [`spawn_app_with`].
+pub struct AppOptions {
+    pub workers: usize,
+    pub chunk_size: usize,
+    pub max_body_bytes: usize,
+    pub relay_interval_ms: u64,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            chunk_size: 100,
+            max_body_bytes: 10 * 1024 * 1024,
+            relay_interval_ms: 200,
+        }
+    }
+}
+
+/// An API and one worker on a fresh database and fresh queues.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let services = services().await;
+    let database_name = format!("arcus_test_{}", Uuid::new_v4().simple());
+    let database_url = with_database(&services.database_url, &database_name);
+    domain::db::create_and_migrate(&database_url)
+        .await
+        .expect("test database is created and migrated");
+
+    let mut settings = Settings::load_from(None).expect("default settings");
+    settings.database.url = SecretString::from(database_url.clone());
+    settings.database.max_connections = 5;
+    settings.amqp.url = SecretString::from(services.amqp_url.clone());
+    settings.amqp.prefix = format!("test_{}", Uuid::new_v4().simple());
+    settings.amqp.relay_interval_ms = options.relay_interval_ms;
+    settings.http.addr = "127.0.0.1:0".to_owned();
+    settings.http.max_body_bytes = options.max_body_bytes;
+    settings.worker.chunk_size = options.chunk_size;
+    settings.worker.lease_seconds = 5;
+
+    let app = api::Application::build(&settings)
+        .await
+        .expect("the API builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (api_stop, api_stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = api_stopped.await;
+    }));
+
+    let pool = domain::db::connect(&database_url, 5)
+        .await
+        .expect("test pool connects");
+    let entity = domain::entities::create(&pool, "Test Co")
+        .await
+        .expect("entity is created");
+    let scopes: Vec<String> = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let key = auth::issue(&pool, entity.id, domain::Mode::Test, &scopes)
+        .await
+        .expect("key is issued")
+        .key;
+
+    let mut test_app = TestApp {
+        address,
+        client: reqwest::Client::new(),
+        pool,
+        settings,
+        entity_id: entity.id,
+        key,
+        database_name,
+        admin_url: services.database_url.clone(),
+        api_stop: Some(api_stop),
+        workers: Vec::new(),
+    };
+    for _ in 0..options.workers {
+        let worker = test_app.spawn_worker();
+        test_app.workers.push(worker);
+    }
+    test_app
+}
+
+impl TestApp {
+    /// Starts one more worker consuming every resource.
+    pub fn spawn_worker(&self) -> WorkerHandle {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let settings = self.settings.clone();
+        let task = tokio::spawn(worker::run(
+            settings,
+            domain::Resource::ALL.to_vec(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        WorkerHandle {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// A new key for this app's entity.
+    pub async fn key_with(&self, mode: domain::Mode, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        auth::issue(&self.pool, self.entity_id, mode, &scopes)
+            .await
+            .expect("key is issued")
+            .key
+    }
+
+    /// Another entity with a full-scope test key.
+    pub async fn other_entity(&self) -> (Uuid, String) {
+        let entity = domain::entities::create(&self.pool, "Other Co")
+            .await
+            .expect("entity is created");
+        let scopes: Vec<String> = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        let key = auth::issue(&self.pool, entity.id, domain::Mode::Test, &scopes)
+            .await
+            .expect("key is issued")
+            .key;
+        (entity.id, key)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A request with this app's key.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.key)
+    }
+
+    pub fn bulk_path(&self, resource: &str) -> String {
+        format!("/v1/entities/{}/migration/{resource}/bulk", self.entity_id)
+    }
+
+    pub fn job_path(&self, job_id: &str) -> String {
+        format!("/v1/entities/{}/migration/jobs/{job_id}", self.entity_id)
+    }
+
+    /// Submits products and returns the response.
+    pub async fn submit(&self, body: &Value) -> reqwest::Response {
+        self.request(Method::POST, &self.bulk_path("products"))
+            .json(body)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    /// Submits products, expects 202 and returns the job.
+    pub async fn submit_ok(&self, body: &Value) -> Value {
+        let response = self.submit(body).await;
+        let status = response.status();
+        let job: Value = response.json().await.expect("a JSON body");
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        job
+    }
+
+    /// Submits products and waits for the job to end.
+    pub async fn import(&self, body: &Value) -> Value {
+        let job = self.submit_ok(body).await;
+        self.wait_for_job(job["id"].as_str().expect("job id")).await
+    }
+
+    pub async fn dry_run(&self, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .request(
+                Method::POST,
+                &format!("{}?dry_run=true", self.bulk_path("products")),
+            )
+            .json(body)
+            .send()
+            .await
+            .expect("request is sent");
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    pub async fn get_job(&self, job_id: &str) -> Value {
+        let response = self
+            .request(Method::GET, &self.job_path(job_id))
+            .send()
+            .await
+            .expect("request is sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("a JSON body")
+    }
+
+    /// Polls a job until it ends, checking at every look that its counters add
+    /// up and never go down.
+    pub async fn wait_for_job(&self, job_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last_processed = 0;
+        loop {
+            let job = self.get_job(job_id).await;
+            let processed = job["processed_records"].as_i64().expect("processed");
+            let succeeded = job["succeeded_records"].as_i64().expect("succeeded");
+            let failed = job["failed_records"].as_i64().expect("failed");
+            assert_eq!(processed, succeeded + failed, "counters add up: {job}");
+            assert!(processed >= last_processed, "counters never go down: {job}");
+            last_processed = processed;
+            if matches!(
+                job["status"].as_str(),
+                Some("completed" | "partial" | "failed")
+            ) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job did not finish: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Rows of a table in this app's database.
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Every row count the API could have changed: to show that nothing was written.
+    pub async fn snapshot(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for table in [
+            "migration_jobs",
+            "migration_job_records",
+            "migration_job_errors",
+            "job_outbox",
+            "idempotency_keys",
+            "products",
+            "product_components",
+        ] {
+            counts.push(self.count(table).await);
+        }
+        counts
+    }
+
+    /// Opens a channel on this app's broker.
+    pub async fn amqp_channel(&self) -> (lapin::Connection, lapin::Channel) {
+        let conn = queue::connect(self.settings.amqp.url(), "test")
+            .await
+            .expect("broker connects");
+        let channel = conn.create_channel().await.expect("channel opens");
+        (conn, channel)
+    }
+
+    /// Messages ready in a queue, and its consumers.
+    pub async fn queue_state(&self, queue: &str) -> (u32, u32) {
+        let (_conn, channel) = self.amqp_channel().await;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        (q.message_count(), q.consumer_count())
+    }
+
+    pub fn topology(&self) -> queue::Topology {
+        queue::Topology::new(&self.settings.amqp.prefix)
+    }
+}
+
+/// Waits for a condition with a deadline.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for TestApp {
+    /// Leaves nothing behind: the database and the queues go.
+    fn drop(&mut self) {
+        if let Some(stop) = self.api_stop.take() {
+            let _ = stop.send(());
+        }
+        for worker in &mut self.workers {
+            if let Some(stop) = worker.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        let admin_url = self.admin_url.clone();
+        let database = self.database_name.clone();
+        let amqp_url = self.settings.amqp.url().to_owned();
+        let queues = self.topology().queues();
+        let exchanges = [
+            self.topology().exchange(),
+            self.topology().dead_letter_exchange(),
+        ];
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async move {
+                if let Ok(pool) = domain::db::connect(&admin_url, 1).await {
+                    let _ =
+                        sqlx::query(&format!("drop database if exists {database} with (force)"))
+                            .execute(&pool)
+                            .await;
+                    pool.close().await;
+                }
+                if let Ok(conn) = queue::connect(&amqp_url, "test cleanup").await {
+                    if let Ok(channel) = conn.create_channel().await {
+                        for q in queues {
+                            let _ = channel
+                                .queue_delete(q.as_str().into(), Default::default())
+                                .await;
+                        }
+                        for e in exchanges {
+                            let _ = channel
+                                .exchange_delete(e.as_str().into(), Default::default())
+                                .await;
+                        }
+                    }
+                    let _ = conn.close(200, "done".into()).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// `n` valid product records with distinct external ids and skus.
+pub fn products(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "external_id": format!("P-{i}"),
+                "title": format!("Product {i}"),
+                "product_type": "physical",
+                "sku": format!("SKU-{i}"),
+                "list_price": 19.99,
+            })
+        })
+        .collect()
+}
+
+/// A bulk body for `records` from Shopify.
+pub fn bulk(records: Vec<Value>, conflict_mode: &str) -> Value {
+    json!({"records": records, "external_source": "shopify", "conflict_mode": conflict_mode})
+}

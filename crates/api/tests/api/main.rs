@@ -1,0 +1,12 @@
+//! End-to-end tests of the API and workers against real Postgres and RabbitMQ.
+
+mod auth;
+mod bad_input;
+mod conflict_modes;
+mod dry_run;
+mod health;
+mod helpers;
+mod idempotency;
+mod jobs;
+mod products;
+mod workers;
