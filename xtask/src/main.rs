@@ -1,1 +1,214 @@
-fn main() {}
+//! Developer tasks, run as `cargo xtask <task>`:
+//!
+//! - `up`: migrates the local database, creates a demo entity and test key,
+//!   prints a ready-to-paste curl, and runs the API and two workers until Ctrl-C.
+//! - `test`: checks formatting and runs the whole test suite against the local
+//!   Postgres and RabbitMQ (or, when they are not running, containers).
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+const LOCAL_DATABASE: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const LOCAL_AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const ALL_SCOPES: &str = "accounts:read,accounts:write,products:read,products:write,\
+orders:read,orders:write,purchasing:read,purchasing:write,payments:read,payments:write,\
+accounting:read,accounting:write,migration:read,migration:write,migration:admin";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "up" => up(),
+        "test" => test(&rest),
+        _ => {
+            eprintln!("usage: cargo xtask <up|test> [args]");
+            eprintln!(
+                "  up     run the service locally: migrations, demo key, API and two workers"
+            );
+            eprintln!("  test   check formatting and run every test");
+            bail!("unknown task '{task}'")
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn reachable(addr: &str) -> bool {
+    let addr: SocketAddr = addr.parse().expect("a literal socket address");
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+/// `cargo xtask test`
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    let mut nextest = cargo();
+    nextest.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    nextest.args(extra);
+    // The tests take service URLs from the environment; point them at the
+    // local services when those run, and let them start containers otherwise.
+    for (var, url, addr) in [
+        ("ARCUS_TEST_DATABASE_URL", LOCAL_DATABASE, "127.0.0.1:5432"),
+        ("ARCUS_TEST_AMQP_URL", LOCAL_AMQP, "127.0.0.1:5672"),
+    ] {
+        if std::env::var_os(var).is_none() && reachable(addr) {
+            nextest.env(var, url);
+        }
+    }
+    if !cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        run(cargo().args(["install", "cargo-nextest", "--locked"]))?;
+    }
+    run(&mut nextest)
+}
+
+/// `cargo xtask up`
+fn up() -> anyhow::Result<()> {
+    run(cargo().args(["build", "-p", "api", "-p", "worker", "-p", "cli"]))?;
+    let bin = root().join("target/debug");
+    let arcusctl = bin.join("arcusctl");
+
+    run(Command::new(&arcusctl).args(["db", "migrate"]))?;
+    let entity =
+        output(Command::new(&arcusctl).args(["entity", "create", "--name", "Demo Company"]))?;
+    let key = output(Command::new(&arcusctl).args([
+        "key", "create", "--entity", &entity, "--mode", "test", "--scopes", ALL_SCOPES,
+    ]))?;
+
+    let mut children = vec![spawn(&bin.join("arcus-api"), "api")?];
+    for i in 1..=2 {
+        children.push(spawn(&bin.join("arcus-worker"), &format!("worker {i}"))?);
+    }
+    let addr = std::env::var("ARCUS__HTTP__ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    wait_ready(&arcusctl, &addr, &mut children)?;
+
+    println!(
+        r#"
+Arcus migration service is up: API on http://{addr}, two workers.
+
+  entity:  {entity}
+  key:     {key}   (test mode, every scope; shown once)
+
+Submit a job:
+
+  curl -s -X POST http://{addr}/v1/entities/{entity}/migration/products/bulk \
+    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \
+    -d '{{"external_source": "shopify", "records": [
+          {{"external_id": "P-1", "title": "Mug", "product_type": "physical", "sku": "MUG-1", "list_price": 12.5}},
+          {{"external_id": "P-2", "title": "Gift set", "product_type": "kit",
+           "components": [{{"product_external_id": "P-1", "quantity": 2}}]}}]}}'
+
+Then read it (use the id the first call returned):
+
+  curl -s http://{addr}/v1/entities/{entity}/migration/jobs/<job id> -H 'Authorization: Bearer {key}'
+
+Press Ctrl-C to stop.
+"#
+    );
+    supervise(&mut children)
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+fn spawn(program: &Path, name: &str) -> anyhow::Result<(String, Child)> {
+    let child = Command::new(program)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok((name.to_owned(), child))
+}
+
+fn wait_ready(arcusctl: &Path, addr: &str, children: &mut [(String, Child)]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = format!("http://{addr}/readyz");
+    loop {
+        let ready = Command::new(arcusctl)
+            .args(["health", "--url", &url])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            return Ok(());
+        }
+        if let Some((name, status)) = exited(children)? {
+            stop(children);
+            bail!("{name} exited before the service was ready: {status}");
+        }
+        if Instant::now() > deadline {
+            stop(children);
+            bail!("the API did not become ready at {url} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn exited(children: &mut [(String, Child)]) -> anyhow::Result<Option<(String, ExitStatus)>> {
+    for (name, child) in children.iter_mut() {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some((name.clone(), status)));
+        }
+    }
+    Ok(None)
+}
+
+/// Runs until a child exits (Ctrl-C reaches every child of the terminal, and
+/// each shuts down gracefully), then stops the others.
+fn supervise(children: &mut [(String, Child)]) -> anyhow::Result<()> {
+    loop {
+        if let Some((name, status)) = exited(children)? {
+            stop(children);
+            if status.success() {
+                return Ok(());
+            }
+            bail!("{name} exited: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Asks every child still running to terminate (SIGTERM), then waits for it.
+fn stop(children: &mut [(String, Child)]) {
+    for (_, child) in children.iter_mut() {
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+    }
+    for (_, child) in children.iter_mut() {
+        let _ = child.wait();
+    }
+}

@@ -24,10 +24,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 pub async fn create_and_migrate(url: &str) -> Result<(), sqlx::Error> {
     if !sqlx::Postgres::database_exists(url).await? {
         // A concurrent creator may win the race; that is the outcome we want.
-        if let Err(err) = sqlx::Postgres::create_database(url).await {
-            if !sqlx::Postgres::database_exists(url).await? {
-                return Err(err);
-            }
+        if let Err(err) = sqlx::Postgres::create_database(url).await
+            && !sqlx::Postgres::database_exists(url).await?
+        {
+            return Err(err);
         }
     }
     let pool = connect(url, 2).await?;

@@ -338,7 +338,7 @@ async fn errors_of(
     pool: &PgPool,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<RecordFailure>>, sqlx::Error> {
-    let rows: Vec<(Uuid, i32, Option<String>, String, String, Option<String>)> = sqlx::query_as(
+    let rows: Vec<ErrorRow> = sqlx::query_as(
         "select job_id, index, external_id, message, code, param from migration_job_errors
          where job_id = any($1) order by job_id, index",
     )
@@ -346,16 +346,26 @@ async fn errors_of(
     .fetch_all(pool)
     .await?;
     let mut grouped: HashMap<Uuid, Vec<RecordFailure>> = HashMap::new();
-    for (job_id, index, external_id, error, code, param) in rows {
-        grouped.entry(job_id).or_default().push(RecordFailure {
-            index: u32::try_from(index).expect("indexes are non-negative"),
-            external_id,
-            error,
-            code,
-            param,
+    for row in rows {
+        grouped.entry(row.job_id).or_default().push(RecordFailure {
+            index: u32::try_from(row.index).expect("indexes are non-negative"),
+            external_id: row.external_id,
+            error: row.message,
+            code: row.code,
+            param: row.param,
         });
     }
     Ok(grouped)
+}
+
+#[derive(sqlx::FromRow)]
+struct ErrorRow {
+    job_id: Uuid,
+    index: i32,
+    external_id: Option<String>,
+    message: String,
+    code: String,
+    param: Option<String>,
 }
 
 /// Filters and paging of a job listing.
