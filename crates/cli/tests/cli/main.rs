@@ -1,0 +1,276 @@
+//! `arcusctl` as an operator runs it: the real binary, configured through the
+//! environment, against the real Postgres.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A Postgres server URL whose user may create databases.
+fn server_url() -> String {
+    std::env::var("ARCUS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn database_url(name: &str) -> String {
+    let server = server_url();
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(s, _)| s)
+        .to_owned();
+    format!("{base}/{name}")
+}
+
+/// A database that exists only for one test and is dropped after it.
+struct Database {
+    name: String,
+}
+
+impl Database {
+    fn new() -> Self {
+        Self {
+            name: format!("arcus_cli_{}", Uuid::new_v4().simple()),
+        }
+    }
+
+    fn url(&self) -> String {
+        database_url(&self.name)
+    }
+
+    fn arcusctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_arcusctl"))
+            .args(args)
+            .env("ARCUS__DATABASE__URL", self.url())
+            .output()
+            .expect("arcusctl runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.arcusctl(args);
+        assert!(
+            out.status.success(),
+            "arcusctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(pool) = domain::db::connect(&server_url(), 1).await {
+                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                        .execute(&pool)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[test]
+fn db_migrate_creates_the_database_and_is_repeatable() {
+    let db = Database::new();
+    assert_eq!(db.ok(&["db", "migrate"]), "database is up to date");
+    assert_eq!(db.ok(&["db", "migrate"]), "database is up to date");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let applied = runtime.block_on(async {
+        let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
+        domain::db::migrations_applied(&pool).await.expect("reads")
+    });
+    assert!(applied);
+}
+
+#[test]
+fn entity_and_key_create_print_what_a_script_needs() {
+    let db = Database::new();
+    db.ok(&["db", "migrate"]);
+    let entity = db.ok(&["entity", "create", "--name", "Acme"]);
+    let entity_id = Uuid::parse_str(&entity).expect("the entity id alone");
+
+    let key = db.ok(&[
+        "key",
+        "create",
+        "--entity",
+        &entity,
+        "--mode",
+        "live",
+        "--scopes",
+        "migration:read,products:write",
+    ]);
+    assert!(key.starts_with("ark_live_ent_"), "{key}");
+
+    let json: Value = serde_json::from_str(&db.ok(&[
+        "key",
+        "create",
+        "--entity",
+        &entity,
+        "--mode",
+        "test",
+        "--scopes",
+        "migration:read",
+        "--json",
+    ]))
+    .expect("JSON");
+    assert_eq!(json["entity_id"], entity);
+    assert_eq!(json["mode"], "test");
+    assert_eq!(json["scopes"], serde_json::json!(["migration:read"]));
+    let test_key = json["key"].as_str().expect("key").to_owned();
+    assert!(test_key.starts_with(json["prefix"].as_str().expect("prefix")));
+
+    // The printed keys authenticate; the database holds only their hashes.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
+        let principal = auth::authenticate(&pool, &key)
+            .await
+            .expect("live key works");
+        assert_eq!(principal.entity_id, entity_id);
+        assert_eq!(principal.mode, domain::Mode::Live);
+        assert_eq!(principal.scopes, vec!["migration:read", "products:write"]);
+        let stored: Vec<String> = sqlx::query_scalar("select key_hash from api_keys")
+            .fetch_all(&pool)
+            .await
+            .expect("hashes");
+        assert!(
+            stored
+                .iter()
+                .all(|h| h != &key && h != &test_key && h.len() == 64)
+        );
+    });
+
+    let revoked = db.ok(&["key", "revoke", "--id", json["id"].as_str().expect("id")]);
+    assert!(revoked.starts_with("revoked"));
+    runtime.block_on(async {
+        let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
+        assert!(auth::authenticate(&pool, &test_key).await.is_err());
+    });
+}
+
+#[test]
+fn bad_input_fails_with_a_message_and_writes_nothing() {
+    let db = Database::new();
+    db.ok(&["db", "migrate"]);
+    let entity = db.ok(&["entity", "create", "--name", "Acme"]);
+    for (args, message) in [
+        (
+            vec![
+                "key",
+                "create",
+                "--entity",
+                entity.as_str(),
+                "--mode",
+                "test",
+                "--scopes",
+                "everything",
+            ],
+            "unknown scope 'everything'",
+        ),
+        (
+            vec![
+                "key",
+                "create",
+                "--entity",
+                "01900000-0000-7000-8000-000000000000",
+                "--mode",
+                "test",
+                "--scopes",
+                "migration:read",
+            ],
+            "no entity with id",
+        ),
+        (
+            vec![
+                "key",
+                "create",
+                "--entity",
+                entity.as_str(),
+                "--mode",
+                "prod",
+                "--scopes",
+                "migration:read",
+            ],
+            "invalid value 'prod'",
+        ),
+        (
+            vec!["entity", "create", "--name", "  "],
+            "an entity name must be 1 to 200 characters",
+        ),
+    ] {
+        let out = db.arcusctl(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
+        let keys: i64 = sqlx::query_scalar("select count(*) from api_keys")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        let entities: i64 = sqlx::query_scalar("select count(*) from entities")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!((keys, entities), (0, 1));
+    });
+}
+
+#[test]
+fn an_unreachable_database_is_reported() {
+    let out = Command::new(env!("CARGO_BIN_EXE_arcusctl"))
+        .args(["entity", "create", "--name", "Acme"])
+        .env(
+            "ARCUS__DATABASE__URL",
+            "postgres://postgres@127.0.0.1:1/arcus",
+        )
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connecting to Postgres"));
+}
+
+#[test]
+fn health_probes_fail_on_a_closed_port() {
+    let out = Command::new(env!("CARGO_BIN_EXE_arcusctl"))
+        .args(["health", "--url", "http://127.0.0.1:1/readyz"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+}
+
+#[test]
+fn health_probes_pass_on_a_2xx_and_fail_on_a_503() {
+    for (answer, healthy) in [("200 OK", true), ("503 Service Unavailable", false)] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let url = format!("http://{}/readyz", listener.local_addr().expect("addr"));
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut stream, _) = listener.accept().expect("a probe connects");
+            let mut request = [0_u8; 1024];
+            let n = stream.read(&mut request).expect("reads");
+            assert!(String::from_utf8_lossy(&request[..n]).starts_with("GET /readyz HTTP/1.1"));
+            let body =
+                format!("HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            stream.write_all(body.as_bytes()).expect("writes");
+        });
+        let out = Command::new(env!("CARGO_BIN_EXE_arcusctl"))
+            .args(["health", "--url", &url])
+            .output()
+            .expect("runs");
+        server.join().expect("server thread");
+        assert_eq!(out.status.success(), healthy, "{answer}");
+    }
+}
