@@ -10,11 +10,13 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /app
 COPY . .
-# target/ lives in a cache mount, so it is gone once this RUN ends: the binaries
+# Release builds keep debug info for profiling on developer machines; images
+# carry stripped binaries. target/ lives in a cache mount, so it is gone once this RUN ends: the binaries
 # are copied out to /out inside the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/app/target \
+    CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols \
     cargo build --release --locked -p api -p worker -p cli \
  && mkdir -p /out \
  && cp target/release/arcus-api target/release/arcus-worker target/release/arcusctl /out/

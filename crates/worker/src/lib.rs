@@ -136,25 +136,29 @@ impl Consumer {
         tokio::pin!(shutdown);
         loop {
             match self.consume_once(&mut shutdown).await {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "lost RabbitMQ; reconnecting");
                     tokio::select! {
-                        () = &mut shutdown => break,
+                        () = &mut shutdown => {
+                            self.drain().await;
+                            return Ok(());
+                        }
                         () = tokio::time::sleep(RETRY_DELAY) => {}
                     }
                 }
             }
         }
-        // Wait for the jobs in hand: each finishes and acks, or, if the broker
-        // is gone, its message is redelivered and the job resumed elsewhere.
-        let all = u32::from(self.concurrency);
-        let _drained = self
+    }
+
+    /// Waits for the jobs in hand: each finishes and acks, or, if the broker
+    /// is gone, its message is redelivered and the job resumed elsewhere.
+    async fn drain(&self) {
+        let _all = self
             .in_flight
-            .acquire_many(all)
+            .acquire_many(u32::from(self.concurrency))
             .await
             .expect("the semaphore is never closed");
-        Ok(())
     }
 
     /// One connection's life: returns Ok on shutdown, Err when the broker
@@ -206,9 +210,12 @@ impl Consumer {
                 drop(permit);
             });
         }
-        // Messages prefetched but not started go back to the queue when the
-        // channel closes; the jobs in hand keep the connection until they ack.
+        // Stop taking messages, let the jobs in hand finish and ack on this
+        // channel, then close it: messages prefetched but not started go back
+        // to the queue for the other workers.
         drop(deliveries);
+        self.drain().await;
+        let _ = conn.close(200, "worker shutting down".into()).await;
         Ok(())
     }
 }

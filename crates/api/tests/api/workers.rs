@@ -209,3 +209,93 @@ fn resource_lists_are_parsed_and_checked() {
     );
     assert!(worker::parse_resources(&["invoices".to_owned()]).is_err());
 }
+
+#[tokio::test]
+async fn a_job_whose_worker_died_is_resumed_at_its_checkpoint_and_the_dead_worker_is_fenced() {
+    let mut app = spawn_app_with(AppOptions {
+        workers: 0,
+        chunk_size: 100,
+        ..AppOptions::default()
+    })
+    .await;
+    let job = app.submit_ok(&bulk(products(250), "skip")).await;
+    let id = uuid::Uuid::parse_str(job["id"].as_str().expect("id")).expect("uuid");
+
+    // A worker claims the job, commits one chunk, and dies.
+    let domain::jobs::ClaimResult::Claimed(dead) =
+        domain::jobs::claim(&app.pool, id, "dead worker", 1)
+            .await
+            .expect("claims")
+    else {
+        panic!("the pending job is claimed")
+    };
+    let records = domain::jobs::load_records(&app.pool, id)
+        .await
+        .expect("records");
+    let ctx = domain::import::ImportContext {
+        tenant: dead.tenant,
+        resource: dead.resource,
+        external_source: &dead.external_source,
+        conflict_mode: dead.conflict_mode,
+    };
+    let mut tx = app.pool.begin().await.expect("tx");
+    let tally = domain::import::import_records(&mut tx, &ctx, &records[..100], 0)
+        .await
+        .expect("chunk");
+    domain::jobs::checkpoint(&mut tx, &dead, 0, 100, &tally)
+        .await
+        .expect("checkpoint");
+    tx.commit().await.expect("commit");
+    assert_eq!(app.get_job(&id.to_string()).await["processed_records"], 100);
+
+    // Another worker takes the job over once the lease has expired.
+    let worker = app.spawn_worker();
+    app.workers.push(worker);
+    let done = app.wait_for_job(&id.to_string()).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["succeeded_records"], 250);
+    assert_eq!(app.count("products").await, 250, "no record loaded twice");
+    let attempts: i32 = sqlx::query_scalar("select attempts from migration_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 2);
+
+    // The dead worker wakes up: its fenced write matches nothing.
+    let mut tx = app.pool.begin().await.expect("tx");
+    let late = domain::jobs::checkpoint(&mut tx, &dead, 100, 200, &tally).await;
+    assert!(
+        matches!(late, Err(domain::jobs::FencedError::LeaseLost)),
+        "{late:?}"
+    );
+    tx.rollback().await.expect("rollback");
+    assert_eq!(app.get_job(&id.to_string()).await["processed_records"], 250);
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_is_ended_with_its_records_accounted_for() {
+    let mut app = spawn_app_with(AppOptions {
+        workers: 0,
+        ..AppOptions::default()
+    })
+    .await;
+    let job = app.submit_ok(&bulk(products(3), "skip")).await;
+    // Five claims already ended in crashes.
+    sqlx::query("update migration_jobs set attempts = 5")
+        .execute(&app.pool)
+        .await
+        .expect("attempts");
+    let worker = app.spawn_worker();
+    app.workers.push(worker);
+    let done = app.wait_for_job(job["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["failed_records"], 3);
+    let codes: Vec<&str> = done["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["code"].as_str().expect("code"))
+        .collect();
+    assert_eq!(codes, vec!["internal_error"; 3]);
+    assert_eq!(app.count("products").await, 0);
+}
