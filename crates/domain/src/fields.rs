@@ -174,11 +174,9 @@ impl<'a> Fields<'a> {
         Ok(Some(parsed))
     }
 
-    pub(crate) fn optional_uuid(&self, name: &str) -> Result<Option<Uuid>, RecordError> {
-        let Some(s) = self.optional_string(name, 64)? else {
-            return Ok(None);
-        };
-        Uuid::parse_str(&s).map(Some).map_err(|_| {
+    pub(crate) fn required_uuid(&self, name: &str) -> Result<Uuid, RecordError> {
+        let s = self.required_string(name, 64)?;
+        Uuid::parse_str(&s).map_err(|_| {
             RecordError::at(INVALID, name, format!("{name} must be a UUID, got '{s}'"))
         })
     }

@@ -144,19 +144,19 @@ impl Tally {
     /// The colliding record and the records that had already failed keep their
     /// own errors; every other record is reported as not written, so each index
     /// of the batch is accounted for exactly once.
-    pub fn aborted(total: u32, abort: Abort) -> Self {
+    fn aborted(records: &[Value], abort: Abort) -> Self {
         let collided_at = abort.collision.index;
         let colliding_id = abort.collision.external_id.clone().unwrap_or_default();
         let mut known = abort.earlier_failures;
         known.push(abort.collision);
         let mut tally = Tally::default();
         let mut known = known.into_iter().peekable();
-        for index in 0..total {
+        for (index, record) in (0..).zip(records) {
             match known.next_if(|f| f.index == index) {
                 Some(failure) => tally.failure(failure),
                 None => tally.failure(RecordFailure {
                     index,
-                    external_id: abort.external_ids.get(index as usize).cloned().flatten(),
+                    external_id: external_id_of(record).map(str::to_owned),
                     error: format!(
                         "not written: the batch was aborted because record {collided_at} \
                          (external_id '{colliding_id}') collides with an existing record \
@@ -176,8 +176,6 @@ impl Tally {
 pub struct Abort {
     pub collision: RecordFailure,
     pub earlier_failures: Vec<RecordFailure>,
-    /// The external id of every record of the batch, for the not-written reports.
-    pub external_ids: Vec<Option<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,7 +297,6 @@ async fn run<R: Canonical>(
                 return Err(ImportError::Aborted(Box::new(Abort {
                     collision,
                     earlier_failures: tally.errors,
-                    external_ids: Vec::new(),
                 })));
             }
         }
@@ -396,17 +393,10 @@ pub async fn import_batch(
             tally,
             aborted: false,
         }),
-        Err(ImportError::Aborted(mut abort)) => {
-            abort.external_ids = records
-                .iter()
-                .map(|r| external_id_of(r).map(str::to_owned))
-                .collect();
-            let total = u32::try_from(records.len()).expect("a batch holds at most 1000 records");
-            Ok(BatchResult {
-                tally: Tally::aborted(total, *abort),
-                aborted: true,
-            })
-        }
+        Err(ImportError::Aborted(abort)) => Ok(BatchResult {
+            tally: Tally::aborted(records, *abort),
+            aborted: true,
+        }),
         Err(ImportError::Database(e)) => Err(e),
     }
 }

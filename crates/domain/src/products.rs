@@ -179,7 +179,7 @@ impl ProductInput {
 fn parse_component(value: &Value) -> Result<ComponentInput, RecordError> {
     let f = Fields::of(value, "a component")?;
     let product = match (f.has("product_id"), f.has("product_external_id")) {
-        (true, false) => ProductRef::Id(f.optional_uuid("product_id")?.unwrap_or_default()),
+        (true, false) => ProductRef::Id(f.required_uuid("product_id")?),
         (false, true) => {
             ProductRef::ExternalId(f.required_string("product_external_id", EXTERNAL_ID_MAX)?)
         }
