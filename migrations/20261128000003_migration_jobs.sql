@@ -49,6 +49,7 @@ create table migration_job_errors (
     code text not null,
     message text not null,
     param text,
+    hint text,
     primary key (job_id, index)
 );
 

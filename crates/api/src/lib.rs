@@ -114,6 +114,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(routes::health::router())
         .merge(routes::migration::router())
+        .merge(routes::records::router())
+        .merge(routes::reconciliation::router())
         .fallback(routes::fallback)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http().make_span_with(context::span))

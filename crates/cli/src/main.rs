@@ -33,6 +33,11 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Accounting periods.
+    Period {
+        #[command(subcommand)]
+        command: PeriodCommand,
+    },
     /// Exits 0 when a URL answers 2xx: a probe for containers without curl.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
@@ -54,6 +59,23 @@ enum EntityCommand {
         name: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeriodCommand {
+    /// Closes the books through a date: journal entries dated on or before it
+    /// are refused unless posted with bypass_period_check by a migration:write
+    /// key. A close never moves backwards.
+    Close {
+        #[arg(long)]
+        entity: Uuid,
+        /// The last closed day, YYYY-MM-DD.
+        #[arg(long)]
+        through: chrono::NaiveDate,
+        /// test or live; both when not given.
+        #[arg(long, value_parser = ["test", "live"])]
+        mode: Option<String>,
     },
 }
 
@@ -142,6 +164,25 @@ async fn main() -> anyhow::Result<()> {
                 bail!("no active key with id {id}");
             }
             println!("revoked {id}");
+        }
+        Command::Period {
+            command:
+                PeriodCommand::Close {
+                    entity,
+                    through,
+                    mode,
+                },
+        } => {
+            let pool = connect(&settings).await?;
+            if domain::entities::get(&pool, entity).await?.is_none() {
+                bail!("no entity with id {entity}");
+            }
+            let modes = match mode {
+                Some(mode) => vec![mode.parse::<Mode>()?],
+                None => vec![Mode::Test, Mode::Live],
+            };
+            let closed = domain::ledger::close_period(&pool, entity, &modes, through).await?;
+            println!("books closed through {closed}");
         }
         Command::Health { url } => probe(&url).await?,
     }

@@ -1,10 +1,11 @@
-//! Entities: the companies whose books this service loads.
+//! Entities: the companies whose books this service loads. Each starts with
+//! the standard chart of accounts in both modes.
 
 use rand::Rng;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::new_id;
+use crate::{Mode, Tenant, ledger, new_id};
 
 /// Characters of an entity's public code: lowercase letters and digits that
 /// cannot be misread for one another.
@@ -37,12 +38,22 @@ pub async fn create(pool: &PgPool, name: &str) -> Result<Entity, EntityError> {
         name: name.to_owned(),
         code: random_code(),
     };
+    // The entity and its charts of accounts, one per mode, come into being together.
+    let mut tx = pool.begin().await?;
     sqlx::query("insert into entities (id, name, code) values ($1, $2, $3)")
         .bind(entity.id)
         .bind(&entity.name)
         .bind(&entity.code)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    for mode in [Mode::Test, Mode::Live] {
+        let tenant = Tenant {
+            entity_id: entity.id,
+            mode,
+        };
+        ledger::create_standard_chart(&mut tx, tenant).await?;
+    }
+    tx.commit().await?;
     Ok(entity)
 }
 

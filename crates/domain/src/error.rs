@@ -15,6 +15,9 @@ pub struct RecordError {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
+    /// How to fix it, where the message alone does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl RecordError {
@@ -23,6 +26,7 @@ impl RecordError {
             code,
             message: message.into(),
             param: None,
+            hint: None,
         }
     }
 
@@ -31,7 +35,13 @@ impl RecordError {
             code,
             message: message.into(),
             param: Some(param.into()),
+            hint: None,
         }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 
     /// The same error with its param nested under `prefix` (`variants[2]`).

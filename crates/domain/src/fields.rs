@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -191,6 +192,92 @@ impl<'a> Fields<'a> {
                 format!("{name} must be an array, got {}", kind(other)),
             )),
         }
+    }
+}
+
+impl Fields<'_> {
+    /// A `YYYY-MM-DD` date.
+    pub(crate) fn required_date(&self, name: &str) -> Result<NaiveDate, RecordError> {
+        self.optional_date(name)?
+            .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
+    }
+
+    pub(crate) fn optional_date(&self, name: &str) -> Result<Option<NaiveDate>, RecordError> {
+        let Some(s) = self.optional_string(name, 32)? else {
+            return Ok(None);
+        };
+        NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| {
+                RecordError::at(
+                    INVALID,
+                    name,
+                    format!("{name} must be a date YYYY-MM-DD, got '{s}'"),
+                )
+            })
+    }
+
+    pub(crate) fn optional_bool(&self, name: &str) -> Result<Option<bool>, RecordError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must be true or false, got {}", kind(other)),
+            )),
+        }
+    }
+
+    /// A whole number of at least 1.
+    pub(crate) fn required_count(&self, name: &str) -> Result<i32, RecordError> {
+        let value = self
+            .get(name)
+            .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))?;
+        value
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                RecordError::at(
+                    INVALID,
+                    name,
+                    format!("{name} must be a whole number of at least 1, got {value}"),
+                )
+            })
+    }
+
+    /// Items of an array field, each read as an object; errors are nested
+    /// under `name[i]`.
+    pub(crate) fn parse_items<T>(
+        &self,
+        name: &str,
+        max: usize,
+        parse: impl Fn(&Fields<'_>) -> Result<T, RecordError>,
+    ) -> Result<Vec<T>, RecordError> {
+        let items = self.optional_array(name)?.unwrap_or_default();
+        if items.len() > max {
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!(
+                    "{name} lists {} items; at most {max} are allowed",
+                    items.len()
+                ),
+            ));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = format!("{name}[{i}]");
+                let f = Fields::of(item, &at).map_err(|e| RecordError {
+                    param: Some(at.clone()),
+                    ..e
+                })?;
+                parse(&f).map_err(|e| e.nested(&at))
+            })
+            .collect()
     }
 }
 

@@ -16,8 +16,12 @@ use serde_json::Value;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
+use crate::accounts::Accounts;
 use crate::error::{HandlerError, RecordError, violated_constraint};
 use crate::fields::kind;
+use crate::journal::JournalEntries;
+use crate::orders::Orders;
+use crate::payables::{ApPayments, VendorBills};
 use crate::products::Products;
 use crate::{ConflictMode, Resource, Tenant};
 
@@ -36,20 +40,20 @@ pub struct Provenance<'a> {
 pub struct WriteContext<'a> {
     pub tenant: Tenant,
     pub external_source: Option<&'a str>,
+    /// Whether the caller may post journal entries into a closed period with
+    /// `bypass_period_check` (its key has `migration:write`).
+    pub may_bypass_period_check: bool,
 }
 
 /// A resource as the import loop drives it. Every method runs on the caller's
 /// connection, inside the caller's transaction.
 pub trait Canonical {
     type Input: Send + Sync;
+    /// The resource's table; it has the provenance columns `external_source`
+    /// and `external_id` under a `<table>_provenance_key` unique constraint.
+    const TABLE: &'static str;
 
     fn parse(record: &Value) -> Result<Self::Input, RecordError>;
-
-    fn find_by_provenance(
-        conn: &mut PgConnection,
-        tenant: Tenant,
-        provenance: Provenance<'_>,
-    ) -> impl Future<Output = Result<Option<Uuid>, sqlx::Error>> + Send;
 
     fn create(
         conn: &mut PgConnection,
@@ -64,11 +68,43 @@ pub trait Canonical {
         id: Uuid,
         input: &Self::Input,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
 
-    fn clear_provenance(
-        conn: &mut PgConnection,
-        id: Uuid,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+/// The record imported earlier from the same source with the same external
+/// id, locked so that a concurrent job cannot change it under our write.
+async fn find_by_provenance(
+    conn: &mut PgConnection,
+    table: &str,
+    tenant: Tenant,
+    provenance: Provenance<'_>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(&format!(
+        "select id from {table}
+         where entity_id = $1 and mode = $2 and external_source = $3 and external_id = $4
+         for update"
+    ))
+    .bind(tenant.entity_id)
+    .bind(tenant.mode.as_str())
+    .bind(provenance.source)
+    .bind(provenance.external_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Replace mode: the old record stays, without its provenance.
+async fn clear_provenance(
+    conn: &mut PgConnection,
+    table: &str,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "update {table} set external_source = null, external_id = null, updated_at = now()
+         where id = $1"
+    ))
+    .bind(id)
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// The job-level settings every record of a batch is imported with.
@@ -89,16 +125,19 @@ pub struct RecordFailure {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl RecordFailure {
-    fn new(index: u32, external_id: Option<&str>, error: RecordError) -> Self {
+    pub fn new(index: u32, external_id: Option<&str>, error: RecordError) -> Self {
         Self {
             index,
             external_id: external_id.map(str::to_owned),
             error: error.message,
             code: error.code.to_owned(),
             param: error.param,
+            hint: error.hint,
         }
     }
 }
@@ -164,6 +203,7 @@ impl Tally {
                     ),
                     code: "batch_aborted".to_owned(),
                     param: None,
+                    hint: None,
                 }),
             }
         }
@@ -196,27 +236,13 @@ pub async fn import_records(
     first_index: u32,
 ) -> Result<Tally, ImportError> {
     match ctx.resource {
+        Resource::Accounts => run::<Accounts>(conn, ctx, records, first_index).await,
         Resource::Products => run::<Products>(conn, ctx, records, first_index).await,
-        other => Ok(unsupported(other, records, first_index)),
+        Resource::Orders => run::<Orders>(conn, ctx, records, first_index).await,
+        Resource::JournalEntries => run::<JournalEntries>(conn, ctx, records, first_index).await,
+        Resource::VendorBills => run::<VendorBills>(conn, ctx, records, first_index).await,
+        Resource::ApPayments => run::<ApPayments>(conn, ctx, records, first_index).await,
     }
-}
-
-/// The records of a resource this service cannot load yet: each fails alone
-/// with a clear code. The API refuses such jobs, so only a hand-made message
-/// can get here.
-fn unsupported(resource: Resource, records: &[Value], first_index: u32) -> Tally {
-    let mut tally = Tally::default();
-    for (index, record) in (first_index..).zip(records) {
-        tally.failure(RecordFailure::new(
-            index,
-            external_id_of(record),
-            RecordError::new(
-                "not_implemented",
-                format!("importing {resource} is not supported yet"),
-            ),
-        ));
-    }
-    tally
 }
 
 fn external_id_of(record: &Value) -> Option<&str> {
@@ -355,11 +381,14 @@ async fn apply<R: Canonical>(
     provenance: Provenance<'_>,
     input: &R::Input,
 ) -> Result<Applied, HandlerError> {
+    // Bulk imports are submitted with `migration:write`, which is what allows
+    // `bypass_period_check`.
     let write = WriteContext {
         tenant: ctx.tenant,
         external_source: Some(ctx.external_source),
+        may_bypass_period_check: true,
     };
-    let existing = R::find_by_provenance(conn, ctx.tenant, provenance).await?;
+    let existing = find_by_provenance(conn, R::TABLE, ctx.tenant, provenance).await?;
     let outcome = match (existing, ctx.conflict_mode) {
         (None, _) => {
             R::create(conn, &write, Some(provenance), input).await?;
@@ -371,13 +400,138 @@ async fn apply<R: Canonical>(
             Outcome::Updated
         }
         (Some(id), ConflictMode::Replace) => {
-            R::clear_provenance(conn, id).await?;
+            clear_provenance(conn, R::TABLE, id).await?;
             R::create(conn, &write, Some(provenance), input).await?;
             Outcome::Replaced
         }
         (Some(id), ConflictMode::Error) => return Ok(Applied::Collision(id)),
     };
     Ok(Applied::Done(outcome))
+}
+
+/// Creates one record through its resource's canonical create handler: what
+/// the single-record endpoints call. The record's own `external_source` and
+/// `external_id`, when both are given, become its provenance (and the source
+/// its references by external id resolve in); an existing record with that
+/// provenance is a conflict.
+pub async fn create_one(
+    conn: &mut PgConnection,
+    tenant: Tenant,
+    resource: Resource,
+    record: &Value,
+    may_bypass_period_check: bool,
+) -> Result<Uuid, HandlerError> {
+    match resource {
+        Resource::Accounts => {
+            create::<Accounts>(conn, tenant, record, may_bypass_period_check).await
+        }
+        Resource::Products => {
+            create::<Products>(conn, tenant, record, may_bypass_period_check).await
+        }
+        Resource::Orders => create::<Orders>(conn, tenant, record, may_bypass_period_check).await,
+        Resource::JournalEntries => {
+            create::<JournalEntries>(conn, tenant, record, may_bypass_period_check).await
+        }
+        Resource::VendorBills => {
+            create::<VendorBills>(conn, tenant, record, may_bypass_period_check).await
+        }
+        Resource::ApPayments => {
+            create::<ApPayments>(conn, tenant, record, may_bypass_period_check).await
+        }
+    }
+}
+
+async fn create<R: Canonical>(
+    conn: &mut PgConnection,
+    tenant: Tenant,
+    record: &Value,
+    may_bypass_period_check: bool,
+) -> Result<Uuid, HandlerError> {
+    let input = R::parse(record)?;
+    let source = match record.get("external_source") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 60 => Some(s.trim()),
+        Some(_) => {
+            return Err(RecordError::at(
+                "invalid_field",
+                "external_source",
+                "external_source must be a string of 1 to 60 characters",
+            )
+            .into());
+        }
+    };
+    let external = match record.get("external_id") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(external_id(record)?),
+    };
+    let provenance = match (source, external) {
+        (Some(source), Some(external_id)) => Some(Provenance {
+            source,
+            external_id,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(RecordError::at(
+                "missing_external_id",
+                "external_id",
+                "external_source and external_id are given together",
+            )
+            .into());
+        }
+        (None, Some(_)) => {
+            return Err(RecordError::at(
+                "missing_required_field",
+                "external_source",
+                "external_source and external_id are given together",
+            )
+            .into());
+        }
+    };
+    let ctx = WriteContext {
+        tenant,
+        external_source: source,
+        may_bypass_period_check,
+    };
+    if let Some(p) = provenance
+        && let Some(existing) = find_by_provenance(conn, R::TABLE, tenant, p).await?
+    {
+        return Err(conflict(R::TABLE, p, existing).into());
+    }
+    let mut savepoint = conn.begin().await?;
+    match R::create(&mut savepoint, &ctx, provenance, &input).await {
+        Ok(id) => {
+            savepoint.commit().await?;
+            Ok(id)
+        }
+        Err(HandlerError::Database(e))
+            if violated_constraint(&e).is_some_and(|c| c.ends_with("_provenance_key")) =>
+        {
+            savepoint.rollback().await?;
+            let p = provenance.expect("only a record with provenance breaks its key");
+            let existing = find_by_provenance(conn, R::TABLE, tenant, p)
+                .await?
+                .unwrap_or_default();
+            Err(conflict(R::TABLE, p, existing).into())
+        }
+        Err(e) => {
+            savepoint.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
+fn conflict(table: &str, p: Provenance<'_>, existing: Uuid) -> RecordError {
+    RecordError::at(
+        "external_id_conflict",
+        "external_id",
+        format!(
+            "a record with external_id '{}' from source '{}' already exists ({existing})",
+            p.external_id, p.source
+        ),
+    )
+    .with_hint(format!(
+        "use the bulk import with conflict_mode update or replace to change {table} records"
+    ))
 }
 
 /// Imports a whole batch on one transaction and reports its tally, turning an

@@ -339,7 +339,7 @@ async fn errors_of(
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<RecordFailure>>, sqlx::Error> {
     let rows: Vec<ErrorRow> = sqlx::query_as(
-        "select job_id, index, external_id, message, code, param from migration_job_errors
+        "select job_id, index, external_id, message, code, param, hint from migration_job_errors
          where job_id = any($1) order by job_id, index",
     )
     .bind(ids)
@@ -353,6 +353,7 @@ async fn errors_of(
             error: row.message,
             code: row.code,
             param: row.param,
+            hint: row.hint,
         });
     }
     Ok(grouped)
@@ -366,6 +367,7 @@ struct ErrorRow {
     message: String,
     code: String,
     param: Option<String>,
+    hint: Option<String>,
 }
 
 /// Filters and paging of a job listing.
@@ -639,9 +641,11 @@ async fn insert_errors(
     let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
     let messages: Vec<&str> = errors.iter().map(|e| e.error.as_str()).collect();
     let params: Vec<Option<&str>> = errors.iter().map(|e| e.param.as_deref()).collect();
+    let hints: Vec<Option<&str>> = errors.iter().map(|e| e.hint.as_deref()).collect();
     sqlx::query(
-        "insert into migration_job_errors (job_id, index, external_id, code, message, param)
-         select $1, * from unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[])",
+        "insert into migration_job_errors (job_id, index, external_id, code, message, param, hint)
+         select $1, * from unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                 $7::text[])",
     )
     .bind(job_id)
     .bind(&indexes)
@@ -649,6 +653,7 @@ async fn insert_errors(
     .bind(&codes)
     .bind(&messages)
     .bind(&params)
+    .bind(&hints)
     .execute(conn)
     .await?;
     Ok(())

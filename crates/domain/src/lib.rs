@@ -6,14 +6,21 @@
 //! into it, so a record imported in bulk and a record created one at a time go
 //! through the same code.
 
+pub mod accounts;
 pub mod db;
 pub mod entities;
 pub mod error;
 mod fields;
 pub mod import;
 pub mod jobs;
+pub mod journal;
+pub mod ledger;
+pub mod orders;
 pub mod outbox;
+pub mod payables;
 pub mod products;
+pub mod read;
+mod refs;
 
 use std::fmt;
 use std::str::FromStr;
@@ -128,9 +135,16 @@ impl Resource {
         }
     }
 
-    /// Whether this service can load the resource yet.
-    pub fn is_implemented(self) -> bool {
-        matches!(self, Resource::Products)
+    /// The scope that reading this resource needs.
+    pub fn read_scope(self) -> &'static str {
+        match self {
+            Resource::Accounts => "accounts:read",
+            Resource::Products => "products:read",
+            Resource::Orders => "orders:read",
+            Resource::JournalEntries => "accounting:read",
+            Resource::VendorBills => "purchasing:read",
+            Resource::ApPayments => "payments:read",
+        }
     }
 
     fn names() -> Vec<&'static str> {

@@ -6,7 +6,7 @@
 //! id from the same source; `variants` belong to variant parents only and are
 //! stored as products of their own that live and die with their parent.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
@@ -15,19 +15,18 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::{HandlerError, RecordError, violated_constraint};
-use crate::fields::{Fields, INVALID};
+use crate::fields::Fields;
 use crate::import::{Canonical, Provenance, WriteContext};
+use crate::refs::{self, RefField, parse_ref};
 use crate::{Tenant, new_id};
 
 const TITLE_MAX: usize = 255;
 const SKU_MAX: usize = 100;
 const DESCRIPTION_MAX: usize = 10_000;
-const EXTERNAL_ID_MAX: usize = 255;
 /// Components or variants one product may list.
 const PARTS_MAX: usize = 500;
 
 pub const DUPLICATE_SKU: &str = "duplicate_sku";
-pub const REFERENCE_NOT_FOUND: &str = "reference_not_found";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProductType {
@@ -72,16 +71,10 @@ impl FromStr for ProductType {
     }
 }
 
-/// Another product, named by id or by its external id from the same source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProductRef {
-    Id(Uuid),
-    ExternalId(String),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentInput {
-    pub product: ProductRef,
+    /// `product_id` or `product_external_id`.
+    pub product: RefField,
     pub quantity: Decimal,
 }
 
@@ -117,7 +110,7 @@ impl ProductInput {
         let list_price = f.optional_money("list_price")?;
         let cost = f.optional_money("cost")?;
 
-        let components = f.optional_array("components")?.unwrap_or_default();
+        let components = f.parse_items("components", PARTS_MAX, parse_component)?;
         if !components.is_empty() && !product_type.has_components() {
             return Err(RecordError::at(
                 "components_not_allowed",
@@ -128,7 +121,7 @@ impl ProductInput {
                 ),
             ));
         }
-        let variants = f.optional_array("variants")?.unwrap_or_default();
+        let variants = f.parse_items("variants", PARTS_MAX, parse_variant)?;
         if !variants.is_empty() && product_type != ProductType::VariantParent {
             return Err(RecordError::at(
                 "variants_not_allowed",
@@ -139,29 +132,6 @@ impl ProductInput {
                 ),
             ));
         }
-        for (name, len) in [
-            ("components", components.len()),
-            ("variants", variants.len()),
-        ] {
-            if len > PARTS_MAX {
-                return Err(RecordError::at(
-                    INVALID,
-                    name,
-                    format!("{name} lists {len} items; at most {PARTS_MAX} are allowed"),
-                ));
-            }
-        }
-
-        let components = components
-            .iter()
-            .enumerate()
-            .map(|(i, c)| parse_component(c).map_err(|e| e.nested(&format!("components[{i}]"))))
-            .collect::<Result<_, _>>()?;
-        let variants = variants
-            .iter()
-            .enumerate()
-            .map(|(i, v)| parse_variant(v).map_err(|e| e.nested(&format!("variants[{i}]"))))
-            .collect::<Result<_, _>>()?;
 
         Ok(Self {
             title,
@@ -176,29 +146,14 @@ impl ProductInput {
     }
 }
 
-fn parse_component(value: &Value) -> Result<ComponentInput, RecordError> {
-    let f = Fields::of(value, "a component")?;
-    let product = match (f.has("product_id"), f.has("product_external_id")) {
-        (true, false) => ProductRef::Id(f.required_uuid("product_id")?),
-        (false, true) => {
-            ProductRef::ExternalId(f.required_string("product_external_id", EXTERNAL_ID_MAX)?)
-        }
-        _ => {
-            return Err(RecordError::at(
-                INVALID,
-                "product_id",
-                "give exactly one of product_id or product_external_id",
-            ));
-        }
-    };
+fn parse_component(f: &Fields<'_>) -> Result<ComponentInput, RecordError> {
     Ok(ComponentInput {
-        product,
+        product: parse_ref(f, "product", true)?.expect("a required reference is present"),
         quantity: f.required_positive("quantity")?,
     })
 }
 
-fn parse_variant(value: &Value) -> Result<VariantInput, RecordError> {
-    let f = Fields::of(value, "a variant")?;
+fn parse_variant(f: &Fields<'_>) -> Result<VariantInput, RecordError> {
     Ok(VariantInput {
         title: f.required_string("title", TITLE_MAX)?,
         sku: f.optional_string("sku", SKU_MAX)?,
@@ -211,29 +166,10 @@ pub struct Products;
 
 impl Canonical for Products {
     type Input = ProductInput;
+    const TABLE: &'static str = "products";
 
     fn parse(record: &Value) -> Result<ProductInput, RecordError> {
         ProductInput::parse(record)
-    }
-
-    async fn find_by_provenance(
-        conn: &mut PgConnection,
-        tenant: Tenant,
-        provenance: Provenance<'_>,
-    ) -> Result<Option<Uuid>, sqlx::Error> {
-        // Locked so that a concurrent job cannot update or replace the same
-        // record between this look-up and our write.
-        sqlx::query_scalar(
-            "select id from products
-             where entity_id = $1 and mode = $2 and external_source = $3 and external_id = $4
-             for update",
-        )
-        .bind(tenant.entity_id)
-        .bind(tenant.mode.as_str())
-        .bind(provenance.source)
-        .bind(provenance.external_id)
-        .fetch_optional(conn)
-        .await
     }
 
     async fn create(
@@ -252,17 +188,6 @@ impl Canonical for Products {
         input: &ProductInput,
     ) -> Result<(), HandlerError> {
         update(conn, ctx, id, input).await
-    }
-
-    async fn clear_provenance(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "update products set external_source = null, external_id = null, updated_at = now()
-             where id = $1",
-        )
-        .bind(id)
-        .execute(conn)
-        .await
-        .map(drop)
     }
 }
 
@@ -340,106 +265,41 @@ pub async fn update(
     .await
     .map_err(map_constraint)?;
     if updated.rows_affected() == 0 {
-        return Err(
-            RecordError::new(REFERENCE_NOT_FOUND, format!("no product with id {id}")).into(),
-        );
+        return Err(RecordError::new(
+            refs::REFERENCE_NOT_FOUND,
+            format!("no product with id {id}"),
+        )
+        .into());
     }
     insert_parts(conn, ctx.tenant, id, &components, &input.variants).await
 }
 
-/// Resolves every component reference with at most two queries, one per kind
-/// of reference, and returns `(component id, quantity)` pairs in payload order.
+/// Resolves the component references and returns `(component id, quantity)`
+/// pairs in payload order.
 async fn resolve_components(
     conn: &mut PgConnection,
     ctx: &WriteContext<'_>,
     own_id: Uuid,
     components: &[ComponentInput],
 ) -> Result<Vec<(Uuid, Decimal)>, HandlerError> {
-    let ids: Vec<Uuid> = components
-        .iter()
-        .filter_map(|c| match &c.product {
-            ProductRef::Id(id) => Some(*id),
-            ProductRef::ExternalId(_) => None,
-        })
-        .collect();
-    let external_ids: Vec<&str> = components
-        .iter()
-        .filter_map(|c| match &c.product {
-            ProductRef::ExternalId(e) => Some(e.as_str()),
-            ProductRef::Id(_) => None,
-        })
-        .collect();
-
-    let known_ids: HashSet<Uuid> = if ids.is_empty() {
-        HashSet::new()
-    } else {
-        sqlx::query_scalar(
-            "select id from products where entity_id = $1 and mode = $2 and id = any($3)",
-        )
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect()
-    };
-    let by_external: HashMap<String, Uuid> = match ctx.external_source {
-        Some(source) if !external_ids.is_empty() => sqlx::query_as::<_, (String, Uuid)>(
-            "select external_id, id from products
-             where entity_id = $1 and mode = $2 and external_source = $3 and external_id = any($4)",
-        )
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(source)
-        .bind(&external_ids)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect(),
-        _ => HashMap::new(),
-    };
-
-    components
+    let refs: Vec<(String, &RefField)> = components
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            let id = match &c.product {
-                ProductRef::Id(id) if known_ids.contains(id) => *id,
-                ProductRef::Id(id) => {
-                    return Err(RecordError::at(
-                        REFERENCE_NOT_FOUND,
-                        format!("components[{i}].product_id"),
-                        format!("no product with id {id}"),
-                    ));
-                }
-                ProductRef::ExternalId(e) => match by_external.get(e) {
-                    Some(id) => *id,
-                    None => {
-                        return Err(RecordError::at(
-                            REFERENCE_NOT_FOUND,
-                            format!("components[{i}].product_external_id"),
-                            match ctx.external_source {
-                                Some(source) => format!(
-                                    "no product with external_id '{e}' from source '{source}'"
-                                ),
-                                None => "product_external_id needs an external_source".to_owned(),
-                            },
-                        ));
-                    }
-                },
-            };
-            if id == own_id {
-                return Err(RecordError::at(
-                    "invalid_component",
-                    format!("components[{i}]"),
-                    "a product cannot be a component of itself",
-                ));
-            }
-            Ok((id, c.quantity))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(HandlerError::from)
+        .map(|(i, c)| (format!("components[{i}]"), &c.product))
+        .collect();
+    let ids = refs::resolve(conn, ctx, "products", "product", &refs).await?;
+    if let Some(i) = ids.iter().position(|id| *id == own_id) {
+        return Err(RecordError::at(
+            "invalid_component",
+            format!("components[{i}]"),
+            "a product cannot be a component of itself",
+        )
+        .into());
+    }
+    Ok(ids
+        .into_iter()
+        .zip(components.iter().map(|c| c.quantity))
+        .collect())
 }
 
 /// Fails with `duplicate_sku`, naming the field, when a sku of the payload is
@@ -575,6 +435,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::fields::INVALID;
 
     #[test]
     fn a_minimal_product_parses() {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use domain::ConflictMode;
+use domain::error::RecordError;
 use domain::import::{self, ImportContext, ImportError, RecordFailure, Tally};
 use domain::jobs::{self, ClaimResult, ClaimedJob, FencedError, JobStatus};
 use sqlx::PgPool;
@@ -156,16 +157,17 @@ impl JobRunner {
         let mut tally = Tally::default();
         for i in job.next_index..job.total_records {
             tally.failed += 1;
-            tally.errors.push(RecordFailure {
-                index: u32::try_from(i).expect("indexes are non-negative"),
-                external_id: None,
-                error: format!(
-                    "the record was not processed: the job failed {MAX_ATTEMPTS} times; \
-                     resubmit it to try again"
+            tally.errors.push(RecordFailure::new(
+                u32::try_from(i).expect("indexes are non-negative"),
+                None,
+                RecordError::new(
+                    "internal_error",
+                    format!(
+                        "the record was not processed: the job failed {MAX_ATTEMPTS} times; \
+                         resubmit it to try again"
+                    ),
                 ),
-                code: "internal_error".to_owned(),
-                param: None,
-            });
+            ));
         }
         let mut tx = self.pool.begin().await?;
         jobs::checkpoint(&mut tx, job, job.next_index, job.total_records, &tally).await?;

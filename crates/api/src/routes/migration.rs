@@ -167,12 +167,12 @@ fn missing(param: &'static str, message: &str) -> ApiError {
     ApiError::bad_request("missing_parameter", message).param(param)
 }
 
-fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_parameter", message).param(param)
 }
 
 /// Where in a record a string or key holds NUL, which Postgres text cannot store.
-fn nul_path(value: &Value) -> Option<String> {
+pub(crate) fn nul_path(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if s.contains('\0') => Some(String::new()),
         Value::Array(items) => items
@@ -187,6 +187,21 @@ fn nul_path(value: &Value) -> Option<String> {
             }
         }),
         _ => None,
+    }
+}
+
+/// A body that could not be read: too large, or cut off.
+pub(crate) fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorType::ValidationError,
+            "payload_too_large",
+            "the request body is larger than this service accepts",
+        )
+        .hint("send fewer or smaller records per request")
+    } else {
+        ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
     }
 }
 
@@ -239,30 +254,9 @@ async fn submit_bulk(
     let resource = parse_resource(&resource)?;
     principal.require("migration:write")?;
     principal.require(resource.write_scope())?;
-    if !resource.is_implemented() {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            ErrorType::NotImplemented,
-            "not_implemented",
-            format!("importing {resource} is not available yet; products can be imported today"),
-        )
-        .param("resource"));
-    }
     let dry_run = parse_bool(&query, "dry_run")?;
     let key = idempotency_key(&headers)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorType::ValidationError,
-                "payload_too_large",
-                "the request body is larger than this service accepts",
-            )
-            .hint("send fewer or smaller records per request")
-        } else {
-            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
-        }
-    })?;
+    let body = body.map_err(body_error)?;
     let request = BulkRequest::parse(&body)?;
     let tenant = principal.tenant();
 
@@ -399,19 +393,7 @@ async fn list_jobs(
 }
 
 fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
-    let limit = match query.get("limit") {
-        None => 20,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    "limit",
-                    format!("limit must be an integer from 1 to 100, got '{raw}'"),
-                )
-            })?,
-    };
+    let limit = super::limit(query)?;
     let resource = query
         .get("resource")
         .map(|r| {

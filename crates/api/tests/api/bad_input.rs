@@ -176,29 +176,6 @@ async fn an_unknown_resource_is_not_found() {
 }
 
 #[tokio::test]
-async fn resources_not_yet_available_answer_501() {
-    let app = spawn_app().await;
-    for resource in [
-        "accounts",
-        "orders",
-        "journal-entries",
-        "vendor-bills",
-        "ap-payments",
-    ] {
-        let (status, error) = post_raw(
-            &app,
-            &app.bulk_path(resource),
-            bulk(products(1), "skip").to_string().into_bytes(),
-        )
-        .await;
-        assert_eq!(status, 501, "{resource}");
-        assert_eq!(error["code"], "not_implemented");
-        assert_eq!(error["type"], "not_implemented");
-    }
-    assert_eq!(app.count("migration_jobs").await, 0);
-}
-
-#[tokio::test]
 async fn a_non_uuid_entity_in_the_bulk_path_is_a_bad_request() {
     let app = spawn_app().await;
     let (status, error) = post_raw(

@@ -1,0 +1,80 @@
+//! Reconciliation, the user's proof that a migration is complete: how many
+//! records of each resource came from each source, and the trial balance.
+
+use std::collections::HashMap;
+
+use auth::Principal;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{NaiveDate, Utc};
+use domain::Resource;
+use serde_json::json;
+
+use crate::routes::migration::invalid;
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/entities/{entity_id}/reconciliation/counts",
+            get(counts),
+        )
+        .route(
+            "/v1/entities/{entity_id}/reconciliation/trial-balance",
+            get(trial_balance),
+        )
+}
+
+/// `GET .../reconciliation/counts`: records per resource and source.
+async fn counts(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+    principal.require("migration:read")?;
+    let rows = domain::ledger::counts(&state.pool, principal.tenant()).await?;
+    let mut totals = serde_json::Map::new();
+    for resource in Resource::ALL {
+        let total: i64 = rows
+            .iter()
+            .filter(|r| r.resource == resource.as_str())
+            .map(|r| r.count)
+            .sum();
+        totals.insert(resource.as_str().to_owned(), json!(total));
+    }
+    Ok(Json(json!({
+        "object": "reconciliation_counts",
+        "data": rows,
+        "totals": totals,
+    }))
+    .into_response())
+}
+
+/// `GET .../reconciliation/trial-balance?as_of_date=&external_source=`
+async fn trial_balance(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    principal.require("accounting:read")?;
+    let as_of = match query.get("as_of_date") {
+        None => Utc::now().date_naive(),
+        Some(raw) => NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+            invalid(
+                "as_of_date",
+                format!("as_of_date must be a date YYYY-MM-DD, got '{raw}'"),
+            )
+        })?,
+    };
+    let source = query.get("external_source").map(String::as_str);
+    let balance =
+        domain::ledger::trial_balance(&state.pool, principal.tenant(), as_of, source).await?;
+    Ok(Json(json!({
+        "object": "trial_balance",
+        "as_of_date": as_of,
+        "external_source": source,
+        "accounts": balance.accounts,
+        "total_debits": balance.total_debits,
+        "total_credits": balance.total_credits,
+        "in_balance": balance.in_balance,
+    }))
+    .into_response())
+}

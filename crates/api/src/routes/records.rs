@@ -1,0 +1,223 @@
+//! The records themselves: list and read every resource and the chart of
+//! accounts, and create one record through the same canonical handler the
+//! bulk import uses.
+
+use std::collections::HashMap;
+
+use auth::Principal;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use domain::Resource;
+use domain::error::{HandlerError, RecordError};
+use domain::read::{self, ReadError, ReadFilter, Readable};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::ErrorType;
+use crate::routes::migration::{body_error, invalid, nul_path};
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    let mut router = Router::new();
+    for resource in Resource::ALL {
+        let what = Readable::Resource(resource);
+        router = router
+            .route(
+                &format!("/v1/entities/{{entity_id}}/{}", resource.as_str()),
+                get(move |state, principal, query| list(what, state, principal, query))
+                    .post(move |state, principal, body| create(resource, state, principal, body)),
+            )
+            .route(
+                &format!("/v1/entities/{{entity_id}}/{}/{{id}}", resource.as_str()),
+                get(move |state, principal, path| fetch(what, state, principal, path)),
+            );
+    }
+    router
+        .route(
+            "/v1/entities/{entity_id}/gl-accounts",
+            get(|state, principal, query| list(Readable::GlAccounts, state, principal, query)),
+        )
+        .route(
+            "/v1/entities/{entity_id}/gl-accounts/{id}",
+            get(|state, principal, path| fetch(Readable::GlAccounts, state, principal, path)),
+        )
+}
+
+fn read_scope(what: Readable) -> &'static str {
+    match what {
+        Readable::Resource(resource) => resource.read_scope(),
+        Readable::GlAccounts => "accounting:read",
+    }
+}
+
+fn name(what: Readable) -> &'static str {
+    match what {
+        Readable::Resource(resource) => resource.as_str(),
+        Readable::GlAccounts => "gl-accounts",
+    }
+}
+
+/// `GET /v1/entities/{entity_id}/{resource}`
+async fn list(
+    what: Readable,
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    principal.require(read_scope(what))?;
+    let filter = read_filter(what, &query)?;
+    let page = read::list(&state.pool, principal.tenant(), what, &filter)
+        .await
+        .map_err(|e| match e {
+            ReadError::UnknownCursor => invalid(
+                "starting_after",
+                format!(
+                    "starting_after must be the id of a record of {}",
+                    name(what)
+                ),
+            ),
+            ReadError::Database(e) => e.into(),
+        })?;
+    let next_cursor = if page.has_more {
+        page.data.last().map(|r| r["id"].clone())
+    } else {
+        None
+    };
+    let mut body = json!({
+        "object": "list",
+        "data": page.data,
+        "has_more": page.has_more,
+        "next_cursor": next_cursor,
+    });
+    if let Some(count) = page.total_count {
+        body["total_count"] = json!(count);
+    }
+    Ok(Json(body).into_response())
+}
+
+fn read_filter(what: Readable, query: &HashMap<String, String>) -> Result<ReadFilter, ApiError> {
+    let limit = super::limit(query)?;
+    let starting_after = query
+        .get("starting_after")
+        .map(|id| {
+            Uuid::parse_str(id).map_err(|_| {
+                invalid(
+                    "starting_after",
+                    "starting_after must be a record id (UUID)",
+                )
+            })
+        })
+        .transpose()?;
+    let include_count = match query.get("include_count").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(invalid(
+                "include_count",
+                format!("include_count must be true or false, got '{other}'"),
+            ));
+        }
+    };
+    let mut filter = ReadFilter {
+        limit,
+        starting_after,
+        include_count,
+        ..ReadFilter::default()
+    };
+    for (param, slot) in [
+        ("external_source", &mut filter.external_source),
+        ("external_id", &mut filter.external_id),
+    ] {
+        if let Some(value) = query.get(param) {
+            if !what.has_provenance() {
+                return Err(invalid(
+                    param,
+                    format!("{} have no provenance to filter on", name(what)),
+                ));
+            }
+            *slot = Some(value.clone());
+        }
+    }
+    Ok(filter)
+}
+
+/// `GET /v1/entities/{entity_id}/{resource}/{id}`
+async fn fetch(
+    what: Readable,
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((_entity_id, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    principal.require(read_scope(what))?;
+    let id = Uuid::parse_str(&id).map_err(|_| invalid("id", "the id must be a UUID"))?;
+    match read::get(&state.pool, principal.tenant(), what, id).await? {
+        Some(record) => Ok(Json(record).into_response()),
+        None => Err(ApiError::not_found(
+            "not_found",
+            format!("no {} record {id}", name(what)),
+        )),
+    }
+}
+
+/// `POST /v1/entities/{entity_id}/{resource}`: one record, through the same
+/// canonical create handler as the bulk import.
+async fn create(
+    resource: Resource,
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(resource.write_scope())?;
+    let body = body.map_err(body_error)?;
+    let record: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    if !record.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("the body must be a JSON object: one {resource} record"),
+        ));
+    }
+    if let Some(path) = nul_path(&record) {
+        let param = path.trim_start_matches('.').to_owned();
+        return Err(ApiError::bad_request(
+            "invalid_character",
+            format!("{param} contains a NUL character, which cannot be stored"),
+        )
+        .param(param));
+    }
+    let may_bypass = principal.scopes.iter().any(|s| s == "migration:write");
+    let tenant = principal.tenant();
+    let mut tx = state.pool.begin().await?;
+    let id = match domain::import::create_one(&mut tx, tenant, resource, &record, may_bypass).await
+    {
+        Ok(id) => id,
+        Err(HandlerError::Record(e)) => return Err(record_error(e)),
+        Err(HandlerError::Database(e)) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    let created = read::get(&state.pool, tenant, Readable::Resource(resource), id)
+        .await?
+        .ok_or_else(|| ApiError::internal(&"a record just created cannot be read"))?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// A record refused by its canonical handler: 409 when it collides with
+/// what is stored, 422 when the record itself is wrong.
+fn record_error(e: RecordError) -> ApiError {
+    let (status, kind) = match e.code {
+        "external_id_conflict" | "duplicate_sku" | "product_in_use" | "bill_has_payments" => {
+            (StatusCode::CONFLICT, ErrorType::Conflict)
+        }
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::ValidationError),
+    };
+    let mut error = ApiError::new(status, kind, e.code, e.message);
+    error.param = e.param;
+    error.hint = e.hint;
+    error
+}
