@@ -341,3 +341,37 @@ pub async fn trial_balance(
         total_credits: total_credits.normalize(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_serialize_as_exact_json_numbers() {
+        let amount = Decimal::from_str_exact("12345678901234.5678").expect("decimal");
+        assert_eq!(
+            serde_json::to_string(&amount).expect("serializes"),
+            "12345678901234.5678"
+        );
+        let sum = Decimal::new(1, 1) + Decimal::new(2, 1);
+        assert_eq!(serde_json::to_string(&sum).expect("serializes"), "0.3");
+    }
+
+    #[test]
+    fn the_standard_chart_has_a_header_per_type_and_known_parents() {
+        for kind in ["asset", "liability", "equity", "revenue", "expense", "cogs"] {
+            assert!(
+                STANDARD_CHART.iter().any(|l| l.2 == kind && l.3),
+                "{kind} header"
+            );
+        }
+        for line in STANDARD_CHART.iter().filter(|l| !l.3) {
+            let parent = line.4.expect("every leaf has a parent");
+            assert!(
+                STANDARD_CHART
+                    .iter()
+                    .any(|l| l.0 == parent && l.3 && l.2 == line.2)
+            );
+        }
+    }
+}

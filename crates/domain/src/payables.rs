@@ -262,7 +262,11 @@ impl Canonical for VendorBills {
             return Err(RecordError::at(
                 "bill_total_below_amount_paid",
                 "items",
-                format!("the new total {total} is less than the {amount_paid} already paid"),
+                format!(
+                    "the new total {} is less than the {} already paid",
+                    total.normalize(),
+                    amount_paid.normalize()
+                ),
             )
             .into());
         }
@@ -429,7 +433,11 @@ async fn apply(
             return Err(RecordError::at(
                 "amount_exceeds_bill_balance_due",
                 format!("applications[{i}].amount"),
-                format!("bill {number} has {balance} open; the payment applies {total} to it",),
+                format!(
+                    "bill {number} has {} open; the payment applies {} to it",
+                    balance.normalize(),
+                    total.normalize()
+                ),
             )
             .into());
         }

@@ -266,42 +266,69 @@ impl TestApp {
         format!("/v1/entities/{}/migration/jobs/{job_id}", self.entity_id)
     }
 
-    /// Submits products and returns the response.
-    pub async fn submit(&self, body: &Value) -> reqwest::Response {
-        self.request(Method::POST, &self.bulk_path("products"))
-            .json(body)
-            .send()
-            .await
-            .expect("request is sent")
-    }
-
     /// Submits products, expects 202 and returns the job.
     pub async fn submit_ok(&self, body: &Value) -> Value {
-        let response = self.submit(body).await;
-        let status = response.status();
-        let job: Value = response.json().await.expect("a JSON body");
+        self.submit_to("products", body).await
+    }
+
+    /// Submits records of a resource, expects 202 and returns the job.
+    pub async fn submit_to(&self, resource: &str, body: &Value) -> Value {
+        let (status, job) = self
+            .send(Method::POST, &self.bulk_path(resource), Some(body))
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{job}");
         job
     }
 
     /// Submits products and waits for the job to end.
     pub async fn import(&self, body: &Value) -> Value {
-        let job = self.submit_ok(body).await;
+        self.import_to("products", body).await
+    }
+
+    /// Submits records of a resource and waits for the job to end.
+    pub async fn import_to(&self, resource: &str, body: &Value) -> Value {
+        let job = self.submit_to(resource, body).await;
         self.wait_for_job(job["id"].as_str().expect("job id")).await
     }
 
     pub async fn dry_run(&self, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .request(
-                Method::POST,
-                &format!("{}?dry_run=true", self.bulk_path("products")),
-            )
-            .json(body)
-            .send()
-            .await
-            .expect("request is sent");
+        self.dry_run_to("products", body).await
+    }
+
+    pub async fn dry_run_to(&self, resource: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(
+            Method::POST,
+            &format!("{}?dry_run=true", self.bulk_path(resource)),
+            Some(body),
+        )
+        .await
+    }
+
+    /// A request with this app's key and an optional JSON body; the status and
+    /// the JSON answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request is sent");
         let status = response.status();
         (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// `GET /v1/entities/{entity}/{path}` with this app's key.
+    pub async fn get_entity(&self, path: &str) -> (StatusCode, Value) {
+        self.send(
+            Method::GET,
+            &format!("/v1/entities/{}/{path}", self.entity_id),
+            None,
+        )
+        .await
     }
 
     pub async fn get_job(&self, job_id: &str) -> Value {
@@ -357,6 +384,12 @@ impl TestApp {
             "idempotency_keys",
             "products",
             "product_components",
+            "accounts",
+            "orders",
+            "journal_entries",
+            "vendor_bills",
+            "ap_payments",
+            "document_sequences",
         ] {
             counts.push(self.count(table).await);
         }

@@ -9,4 +9,7 @@ mod helpers;
 mod idempotency;
 mod jobs;
 mod products;
+mod reconciliation;
+mod records;
+mod resources;
 mod workers;
