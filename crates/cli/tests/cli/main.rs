@@ -274,3 +274,60 @@ fn health_probes_pass_on_a_2xx_and_fail_on_a_503() {
         assert_eq!(out.status.success(), healthy, "{answer}");
     }
 }
+
+#[test]
+fn period_close_records_the_date_and_never_moves_backwards() {
+    let db = Database::new();
+    db.ok(&["db", "migrate"]);
+    let entity = db.ok(&["entity", "create", "--name", "Acme"]);
+    assert_eq!(
+        db.ok(&[
+            "period",
+            "close",
+            "--entity",
+            &entity,
+            "--through",
+            "2026-03-31"
+        ]),
+        "books closed through 2026-03-31"
+    );
+    assert_eq!(
+        db.ok(&[
+            "period",
+            "close",
+            "--entity",
+            &entity,
+            "--through",
+            "2026-01-31",
+            "--mode",
+            "live"
+        ]),
+        "books closed through 2026-03-31"
+    );
+    let out = db.arcusctl(&["period", "close", "--entity", &entity, "--through", "March"]);
+    assert!(!out.status.success());
+    let out = db.arcusctl(&[
+        "period",
+        "close",
+        "--entity",
+        "01900000-0000-7000-8000-000000000000",
+        "--through",
+        "2026-01-31",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no entity with id"));
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
+        let closes: Vec<(String, chrono::NaiveDate)> =
+            sqlx::query_as("select mode, closed_through from period_closes order by mode")
+                .fetch_all(&pool)
+                .await
+                .expect("closes");
+        let march = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
+        assert_eq!(
+            closes,
+            vec![("live".to_owned(), march), ("test".to_owned(), march)]
+        );
+    });
+}
