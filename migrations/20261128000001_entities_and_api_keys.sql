@@ -12,14 +12,23 @@ create table api_keys (
     id uuid primary key,
     entity_id uuid not null references entities (id),
     mode text not null check (mode in ('test', 'live')),
-    -- The first characters of the key, safe to show in listings.
+    -- The public part of the key a request is looked up by.
+    lookup_id text not null unique,
+    -- The key up to and including its lookup id: safe to show in listings.
     prefix text not null,
-    -- Hex SHA-256 of the whole key; the key itself is never stored.
-    key_hash text not null unique,
+    -- Hex HMAC-SHA256 of the whole key under the server's key secret; the key
+    -- itself is never stored, and the hash is useless without the secret.
+    key_hash text not null,
     scopes text[] not null,
+    -- Rate-limit tier of live keys; test keys have the test tier.
+    tier text not null check (tier in ('test', 'standard', 'elevated')),
+    -- CIDRs the key may be used from; null means anywhere.
+    allowed_ips text[],
+    expires_at timestamptz,
     created_at timestamptz not null default now(),
     last_used_at timestamptz,
-    revoked_at timestamptz
+    revoked_at timestamptz,
+    constraint api_keys_tier_matches_mode check ((mode = 'test') = (tier = 'test'))
 );
 
 create index api_keys_entity_idx on api_keys (entity_id);

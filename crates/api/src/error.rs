@@ -20,7 +20,7 @@ pub enum ErrorType {
     PermissionError,
     NotFound,
     Conflict,
-    NotImplemented,
+    RateLimit,
     Internal,
 }
 
@@ -141,6 +141,18 @@ impl From<AuthError> for ApiError {
                 "invalid_api_key",
                 message,
             ),
+            AuthError::ExpiredKey => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorType::PermissionError,
+                "api_key_expired",
+                message,
+            ),
+            AuthError::IpNotAllowlisted => Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorType::PermissionError,
+                "ip_not_allowlisted",
+                message,
+            ),
             AuthError::InvalidEntityId => {
                 Self::bad_request("invalid_parameter", message).param("entity_id")
             }
@@ -172,6 +184,7 @@ pub fn generic(status: StatusCode) -> ApiError {
         StatusCode::NOT_FOUND => (ErrorType::NotFound, "not_found"),
         StatusCode::METHOD_NOT_ALLOWED => (ErrorType::ValidationError, "method_not_allowed"),
         StatusCode::PAYLOAD_TOO_LARGE => (ErrorType::ValidationError, "payload_too_large"),
+        StatusCode::REQUEST_TIMEOUT => (ErrorType::ValidationError, "request_timeout"),
         s if s.is_server_error() => (ErrorType::Internal, "internal_error"),
         _ => (ErrorType::ValidationError, "invalid_request"),
     };

@@ -6,22 +6,30 @@
 //! running in this process publishes it at once, and a relay in any other
 //! process publishes it if this one dies first.
 
+mod authz;
 mod context;
 pub mod error;
+pub mod ratelimit;
 mod routes;
+mod server;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use auth::KeyHasher;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use queue::{Publisher, Relay, Topology};
-use settings::Settings;
+use ratelimit::{Clock, RateLimiter, SystemClock};
+use server::ConnectionLimits;
+use settings::{HttpSettings, Settings};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -33,6 +41,9 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     /// Wakes the outbox relay when a job was just committed.
     pub relay_notify: Arc<Notify>,
+    pub key_hasher: KeyHasher,
+    /// `None` when rate limiting is switched off.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl auth::AuthState for AppState {
@@ -40,6 +51,10 @@ impl auth::AuthState for AppState {
 
     fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn key_hasher(&self) -> &KeyHasher {
+        &self.key_hasher
     }
 }
 
@@ -49,10 +64,25 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     relay: Relay,
+    limits: ConnectionLimits,
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Builds with the clock the rate limiter reads, which tests control.
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        if settings.auth.uses_development_secret() {
+            tracing::warn!(
+                "ARCUS__AUTH__KEY_SECRET is not set: API keys are hashed with the public \
+                 development secret; set it in any deployment"
+            );
+        }
         let pool = domain::db::connect(settings.database.url(), settings.database.max_connections)
             .await
             .context("connecting to Postgres")?;
@@ -62,10 +92,16 @@ impl Application {
             Topology::new(&settings.amqp.prefix),
         ));
         publisher.check().await.context("connecting to RabbitMQ")?;
+        let rate_limiter = settings
+            .rate_limit
+            .enabled
+            .then(|| Arc::new(RateLimiter::new(clock, settings.rate_limit.replicas)));
         let state = AppState {
             pool: pool.clone(),
             publisher: publisher.clone(),
             relay_notify: Arc::new(Notify::new()),
+            key_hasher: KeyHasher::new(settings.auth.key_secret()),
+            rate_limiter,
         };
         let relay = Relay {
             pool,
@@ -78,8 +114,12 @@ impl Application {
             .with_context(|| format!("binding {}", settings.http.addr))?;
         Ok(Self {
             listener,
-            router: router(state, settings.http.max_body_bytes),
+            router: router(state, &settings.http),
             relay,
+            limits: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(settings.http.header_read_timeout_secs),
+                max_header_bytes: settings.http.max_header_bytes,
+            },
         })
     }
 
@@ -100,9 +140,7 @@ impl Application {
             let _ = relay_stopped.await;
         }));
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = server::serve(self.listener, self.router, self.limits, shutdown).await;
         let _ = stop_relay.send(());
         let _ = relay.await;
         served.context("serving HTTP")
@@ -110,14 +148,24 @@ impl Application {
 }
 
 /// The whole HTTP surface.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, http: &HttpSettings) -> Router {
     Router::new()
         .merge(routes::health::router())
         .merge(routes::migration::router())
         .merge(routes::records::router())
         .merge(routes::reconciliation::router())
+        // Every matched route, and only those, passes the authorization policy.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::authorize,
+        ))
         .fallback(routes::fallback)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        // A client that trickles its body is cut off with a 408.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(http.request_timeout_secs),
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(context::span))
         .layer(axum::middleware::from_fn(context::request_context))
         .with_state(state)

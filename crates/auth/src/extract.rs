@@ -1,28 +1,38 @@
-//! The axum extractor: authenticates the request's key and checks it against
-//! the `entity_id` of the path before any handler code runs, so no entity route
-//! can forget to.
+//! The axum extractor: authenticates the request's key (from the address the
+//! request came from) and checks it against the `entity_id` of the path before
+//! any handler code runs, so no entity route can forget to.
 
-use axum::extract::{FromRequestParts, RawPathParams};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{AuthError, Principal, authenticate};
+use crate::{AuthError, KeyHasher, Principal, authenticate};
 
 /// What the application state must offer for [`Principal`] to be extracted:
-/// the pool that holds the keys, and how an [`AuthError`] becomes a response.
+/// the pool that holds the keys, the hasher, and how an [`AuthError`] becomes
+/// a response.
 pub trait AuthState: Send + Sync {
     type Rejection: From<AuthError> + IntoResponse;
 
     fn pool(&self) -> &PgPool;
+
+    fn key_hasher(&self) -> &KeyHasher;
 }
 
 impl<S: AuthState> FromRequestParts<S> for Principal {
     type Rejection = S::Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A principal already found for this request (by the rate limiter,
+        // say) is not looked up twice.
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -36,7 +46,11 @@ impl<S: AuthState> FromRequestParts<S> for Principal {
             })
             .filter(|k| !k.is_empty())
             .ok_or(AuthError::InvalidKey)?;
-        let principal = authenticate(state.pool(), key).await?;
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        let principal = authenticate(state.pool(), state.key_hasher(), key, client_ip).await?;
 
         let params = RawPathParams::from_request_parts(parts, state)
             .await
@@ -47,6 +61,7 @@ impl<S: AuthState> FromRequestParts<S> for Principal {
                 return Err(AuthError::EntityMismatch.into());
             }
         }
+        parts.extensions.insert(principal.clone());
         Ok(principal)
     }
 }

@@ -1,33 +1,72 @@
-//! API keys and scopes: issuing keys, authenticating requests, and the axum
-//! extractor every entity route takes.
+//! API keys and scopes: issuing, listing and revoking keys, authenticating
+//! requests, and the axum extractor every entity route takes.
 //!
-//! A key is `ark_<mode>_ent_<entity code>_<secret>`. Only a SHA-256 hash of the
-//! whole key is stored, so the key is shown once, when it is issued; with 190
-//! bits of randomness in the secret, a hash of it cannot be reversed by search.
+//! A key is `ark_<mode>_ent_<entity code>_<lookup id><secret>`: a 12-character
+//! public lookup id and 32 random characters (190 bits). The database keeps the
+//! lookup id and an HMAC-SHA256 of the whole key under the server's key secret,
+//! so a dump of it yields no key, and without the secret not even a way to test
+//! guesses. A request's key is found by its lookup id and its HMAC compared in
+//! constant time.
 
 mod extract;
 
 pub use extract::AuthState;
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
+use domain::audit::{self, Actor};
 use domain::{Mode, SCOPES, Tenant};
+use hmac::{Hmac, Mac};
+use ipnet::IpNet;
 use rand::Rng;
-use sha2::{Digest, Sha256};
+use serde::Serialize;
+use serde_json::json;
+use sha2::Sha256;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const LOOKUP_LEN: usize = 12;
 const SECRET_LEN: usize = 32;
-/// Characters of the secret kept in the displayable prefix.
-const PREFIX_SECRET_CHARS: usize = 4;
 
-/// Who a request acts as: a live key, its entity, mode and scopes.
+/// A key's rate-limit tier. Test keys have their own; live keys are standard
+/// unless issued elevated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Test,
+    Standard,
+    Elevated,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Test => "test",
+            Tier::Standard => "standard",
+            Tier::Elevated => "elevated",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "test" => Some(Tier::Test),
+            "standard" => Some(Tier::Standard),
+            "elevated" => Some(Tier::Elevated),
+            _ => None,
+        }
+    }
+}
+
+/// Who a request acts as: a live key, its entity, mode, scopes and tier.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub key_id: Uuid,
     pub entity_id: Uuid,
     pub mode: Mode,
     pub scopes: Vec<String>,
+    pub tier: Tier,
 }
 
 impl Principal {
@@ -38,9 +77,13 @@ impl Principal {
         }
     }
 
+    pub fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
     /// Fails with `insufficient_scope` unless the key carries `scope`.
     pub fn require(&self, scope: &'static str) -> Result<(), AuthError> {
-        if self.scopes.iter().any(|s| s == scope) {
+        if self.has(scope) {
             Ok(())
         } else {
             Err(AuthError::InsufficientScope(scope))
@@ -54,6 +97,10 @@ pub enum AuthError {
     MissingKey,
     #[error("the API key is not valid, or has been revoked")]
     InvalidKey,
+    #[error("the API key has expired")]
+    ExpiredKey,
+    #[error("this API key may not be used from this address")]
+    IpNotAllowlisted,
     #[error("entity_id in the path must be a UUID")]
     InvalidEntityId,
     #[error("this API key belongs to another entity")]
@@ -64,8 +111,80 @@ pub enum AuthError {
     Database(#[from] sqlx::Error),
 }
 
-/// A key as issued: `key` is shown once and never stored.
+/// Hashes keys with the server's secret.
+#[derive(Clone)]
+pub struct KeyHasher {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHasher(..)")
+    }
+}
+
+impl KeyHasher {
+    pub fn new(secret: &str) -> Self {
+        Self {
+            mac: Hmac::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length"),
+        }
+    }
+
+    /// The stored form of a key.
+    pub fn hash(&self, key: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(key.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `key` hashes to `stored`, compared in constant time.
+    fn verify(&self, key: &str, stored: &str) -> bool {
+        let Ok(expected) = hex::decode(stored) else {
+            return false;
+        };
+        let mut mac = self.mac.clone();
+        mac.update(key.as_bytes());
+        mac.verify_slice(&expected).is_ok()
+    }
+}
+
+/// The public parts of a well-formed key: its mode and lookup id.
+fn parse_key(key: &str) -> Option<(Mode, &str)> {
+    let mode = if key.starts_with("ark_test_ent_") {
+        Mode::Test
+    } else if key.starts_with("ark_live_ent_") {
+        Mode::Live
+    } else {
+        return None;
+    };
+    let (_, random) = key.rsplit_once('_')?;
+    let valid =
+        random.len() == LOOKUP_LEN + SECRET_LEN && random.bytes().all(|b| ALPHABET.contains(&b));
+    valid.then(|| (mode, &random[..LOOKUP_LEN]))
+}
+
+fn random_string(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// What a new key may do.
 #[derive(Debug, Clone)]
+pub struct NewKey {
+    pub entity_id: Uuid,
+    pub mode: Mode,
+    pub scopes: Vec<String>,
+    /// Live keys only: standard (the default) or elevated.
+    pub elevated: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// CIDRs (or single addresses) the key may be used from; empty: anywhere.
+    pub allowed_ips: Vec<String>,
+}
+
+/// A key as issued: `key` is shown once and never stored.
+#[derive(Debug, Clone, Serialize)]
 pub struct IssuedKey {
     pub id: Uuid,
     pub key: String,
@@ -73,6 +192,9 @@ pub struct IssuedKey {
     pub entity_id: Uuid,
     pub mode: Mode,
     pub scopes: Vec<String>,
+    pub tier: Tier,
+    pub allowed_ips: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -84,18 +206,32 @@ pub enum IssueError {
     NoScopes,
     #[error("no entity with id {0}")]
     UnknownEntity(Uuid),
+    #[error("only live keys have a tier; test keys are limited as test keys")]
+    TierOnTestKey,
+    #[error("'{0}' is not an IP address or CIDR block")]
+    InvalidAllowedIp(String),
+    #[error("the expiry must be in the future")]
+    ExpiryInThePast,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-/// Issues a key for an entity.
+/// Parses an allowlist entry: a CIDR block or a single address.
+fn parse_net(entry: &str) -> Option<IpNet> {
+    entry
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// Issues a key for an entity, and records that it was issued.
 pub async fn issue(
     pool: &PgPool,
-    entity_id: Uuid,
-    mode: Mode,
-    scopes: &[String],
+    hasher: &KeyHasher,
+    new: NewKey,
+    actor: &Actor,
 ) -> Result<IssuedKey, IssueError> {
-    let mut scopes: Vec<String> = scopes.iter().map(|s| s.trim().to_owned()).collect();
+    let mut scopes: Vec<String> = new.scopes.iter().map(|s| s.trim().to_owned()).collect();
     scopes.retain(|s| !s.is_empty());
     scopes.sort();
     scopes.dedup();
@@ -105,84 +241,230 @@ pub async fn issue(
     if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
         return Err(IssueError::UnknownScope(bad.clone()));
     }
-    let entity = domain::entities::get(pool, entity_id)
-        .await?
-        .ok_or(IssueError::UnknownEntity(entity_id))?;
-
-    let secret: String = {
-        let mut rng = rand::rng();
-        (0..SECRET_LEN)
-            .map(|_| SECRET_ALPHABET[rng.random_range(0..SECRET_ALPHABET.len())] as char)
-            .collect()
+    let tier = match (new.mode, new.elevated) {
+        (Mode::Test, true) => return Err(IssueError::TierOnTestKey),
+        (Mode::Test, false) => Tier::Test,
+        (Mode::Live, false) => Tier::Standard,
+        (Mode::Live, true) => Tier::Elevated,
     };
-    let head = format!("ark_{}_ent_{}_", mode.as_str(), entity.code);
-    let key = format!("{head}{secret}");
-    let prefix = format!("{head}{}", &secret[..PREFIX_SECRET_CHARS]);
+    let mut allowed_ips = Vec::with_capacity(new.allowed_ips.len());
+    for entry in &new.allowed_ips {
+        let net =
+            parse_net(entry.trim()).ok_or_else(|| IssueError::InvalidAllowedIp(entry.clone()))?;
+        allowed_ips.push(net.to_string());
+    }
+    if new.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(IssueError::ExpiryInThePast);
+    }
+    let entity = domain::entities::get(pool, new.entity_id)
+        .await?
+        .ok_or(IssueError::UnknownEntity(new.entity_id))?;
+
+    let lookup_id = random_string(LOOKUP_LEN);
+    let prefix = format!("ark_{}_ent_{}_{lookup_id}", new.mode.as_str(), entity.code);
+    let key = format!("{prefix}{}", random_string(SECRET_LEN));
     let id = domain::new_id();
+    let mut tx = pool.begin().await?;
     let created_at: DateTime<Utc> = sqlx::query_scalar(
-        "insert into api_keys (id, entity_id, mode, prefix, key_hash, scopes)
-         values ($1, $2, $3, $4, $5, $6) returning created_at",
+        "insert into api_keys
+            (id, entity_id, mode, lookup_id, prefix, key_hash, scopes, tier, allowed_ips, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning created_at",
     )
     .bind(id)
-    .bind(entity_id)
-    .bind(mode.as_str())
+    .bind(new.entity_id)
+    .bind(new.mode.as_str())
+    .bind(&lookup_id)
     .bind(&prefix)
-    .bind(hash_key(&key))
+    .bind(hasher.hash(&key))
     .bind(&scopes)
-    .fetch_one(pool)
+    .bind(tier.as_str())
+    .bind((!allowed_ips.is_empty()).then_some(&allowed_ips))
+    .bind(new.expires_at)
+    .fetch_one(&mut *tx)
     .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "api_key.created",
+        Some(new.entity_id),
+        json!({"key_id": id, "prefix": prefix, "mode": new.mode, "scopes": scopes,
+               "tier": tier, "allowed_ips": allowed_ips, "expires_at": new.expires_at}),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(IssuedKey {
         id,
         key,
         prefix,
-        entity_id,
-        mode,
+        entity_id: new.entity_id,
+        mode: new.mode,
         scopes,
+        tier,
+        allowed_ips,
+        expires_at: new.expires_at,
         created_at,
     })
 }
 
-/// The stored form of a key.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: Uuid,
+    entity_id: Uuid,
+    mode: String,
+    key_hash: String,
+    scopes: Vec<String>,
+    tier: String,
+    allowed_ips: Option<Vec<String>>,
+    expired: bool,
+    revoked: bool,
+    stale: bool,
 }
 
-/// Finds the live key a request presents.
-pub async fn authenticate(pool: &PgPool, key: &str) -> Result<Principal, AuthError> {
-    if !(key.starts_with("ark_test_ent_") || key.starts_with("ark_live_ent_")) || key.len() > 200 {
-        return Err(AuthError::InvalidKey);
-    }
-    let row: Option<(Uuid, Uuid, String, Vec<String>, bool)> = sqlx::query_as(
-        "select id, entity_id, mode, scopes,
-                last_used_at is null or last_used_at < now() - interval '1 minute'
-         from api_keys where key_hash = $1 and revoked_at is null",
+/// Finds the live key a request presents, from the address it came from.
+pub async fn authenticate(
+    pool: &PgPool,
+    hasher: &KeyHasher,
+    key: &str,
+    client_ip: Option<IpAddr>,
+) -> Result<Principal, AuthError> {
+    let (mode, lookup_id) = parse_key(key).ok_or(AuthError::InvalidKey)?;
+    let row: Option<KeyRow> = sqlx::query_as(
+        "select id, entity_id, mode, key_hash, scopes, tier, allowed_ips,
+                coalesce(expires_at <= now(), false) as expired,
+                revoked_at is not null as revoked,
+                last_used_at is null or last_used_at < now() - interval '1 minute' as stale
+         from api_keys where lookup_id = $1",
     )
-    .bind(hash_key(key))
+    .bind(lookup_id)
     .fetch_optional(pool)
     .await?;
-    let (key_id, entity_id, mode, scopes, stale) = row.ok_or(AuthError::InvalidKey)?;
-    if stale {
+    // Only a key whose whole secret matches learns anything more than "invalid".
+    let row = row
+        .filter(|row| hasher.verify(key, &row.key_hash) && row.mode == mode.as_str())
+        .ok_or(AuthError::InvalidKey)?;
+    if row.revoked {
+        return Err(AuthError::InvalidKey);
+    }
+    if row.expired {
+        return Err(AuthError::ExpiredKey);
+    }
+    if let Some(allowed) = &row.allowed_ips {
+        let from_allowed = client_ip.is_some_and(|ip| {
+            allowed
+                .iter()
+                .filter_map(|entry| parse_net(entry))
+                .any(|net| net.contains(&ip))
+        });
+        if !from_allowed {
+            return Err(AuthError::IpNotAllowlisted);
+        }
+    }
+    if row.stale {
         // last_used_at is for people reading key listings: a minute's
         // precision spares a row write on every request.
         sqlx::query("update api_keys set last_used_at = now() where id = $1")
-            .bind(key_id)
+            .bind(row.id)
             .execute(pool)
             .await?;
     }
     Ok(Principal {
-        key_id,
-        entity_id,
-        mode: mode.parse().map_err(|_| AuthError::InvalidKey)?,
-        scopes,
+        key_id: row.id,
+        entity_id: row.entity_id,
+        mode,
+        scopes: row.scopes,
+        tier: Tier::parse(&row.tier).ok_or(AuthError::InvalidKey)?,
     })
 }
 
-/// Revokes a key at once: the next request that presents it is refused.
-pub async fn revoke(pool: &PgPool, key_id: Uuid) -> Result<bool, sqlx::Error> {
-    let done =
-        sqlx::query("update api_keys set revoked_at = now() where id = $1 and revoked_at is null")
-            .bind(key_id)
-            .execute(pool)
-            .await?;
-    Ok(done.rows_affected() == 1)
+/// A key as listed: everything but the secret, which is not stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct KeySummary {
+    pub id: Uuid,
+    pub prefix: String,
+    pub mode: String,
+    pub scopes: Vec<String>,
+    pub tier: String,
+    pub allowed_ips: Option<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The keys of an entity, newest first.
+pub async fn list(pool: &PgPool, entity_id: Uuid) -> Result<Vec<KeySummary>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, prefix, mode, scopes, tier, allowed_ips, expires_at, created_at,
+                last_used_at, revoked_at
+         from api_keys where entity_id = $1 order by created_at desc, id desc",
+    )
+    .bind(entity_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Revokes a key at once: every replica looks keys up on every request, so the
+/// next request that presents it is refused. Records the revocation.
+pub async fn revoke(pool: &PgPool, key_id: Uuid, actor: &Actor) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let entity: Option<Uuid> = sqlx::query_scalar(
+        "update api_keys set revoked_at = now() where id = $1 and revoked_at is null
+         returning entity_id",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(entity) = entity else {
+        return Ok(false);
+    };
+    audit::record(
+        &mut tx,
+        actor,
+        "api_key.revoked",
+        Some(entity),
+        json!({"key_id": key_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_depend_on_the_secret_and_verify_in_constant_time() {
+        let a = KeyHasher::new("one secret");
+        let b = KeyHasher::new("another secret");
+        let key = "ark_test_ent_abc_AAAAAAAAAAAABBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+        assert_ne!(a.hash(key), b.hash(key));
+        assert!(a.verify(key, &a.hash(key)));
+        assert!(!b.verify(key, &a.hash(key)));
+        assert!(!a.verify(key, "not hex"));
+    }
+
+    #[test]
+    fn only_well_formed_keys_are_looked_up() {
+        let good = format!("ark_live_ent_code_{}", "A".repeat(44));
+        assert_eq!(parse_key(&good), Some((Mode::Live, "AAAAAAAAAAAA")));
+        for bad in [
+            "ark_live_ent_code_short".to_owned(),
+            format!("ark_prod_ent_code_{}", "A".repeat(44)),
+            format!("ark_test_ent_code_{}!", "A".repeat(43)),
+        ] {
+            assert_eq!(parse_key(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn allowlist_entries_are_blocks_or_addresses() {
+        let block = parse_net("10.0.0.0/8").expect("cidr");
+        assert!(block.contains(&"10.1.2.3".parse::<IpAddr>().expect("ip")));
+        let single = parse_net("192.0.2.7").expect("address");
+        assert!(single.contains(&"192.0.2.7".parse::<IpAddr>().expect("ip")));
+        assert!(!single.contains(&"192.0.2.8".parse::<IpAddr>().expect("ip")));
+        assert!(parse_net("::1").is_some());
+        assert!(parse_net("localhost").is_none());
+    }
 }

@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use domain::Mode;
+use domain::audit::Actor;
 use serde_json::json;
 use settings::Settings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,6 +91,25 @@ enum KeyCommand {
         /// Comma-separated scopes, e.g. migration:read,migration:write,products:write.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// Rate-limit tier of a live key.
+        #[arg(long, value_parser = ["standard", "elevated"], default_value = "standard")]
+        tier: String,
+        /// When the key stops working: an RFC 3339 time, or a duration from
+        /// now such as 90d, 12h or 30m.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Addresses the key may be used from (CIDRs or single addresses,
+        /// repeatable or comma-separated); anywhere when not given.
+        #[arg(long = "allow-ip", value_delimiter = ',')]
+        allow_ip: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists an entity's keys: prefix, mode, scopes, tier, created, last used,
+    /// expiry, revocation. The secrets are not stored, so never shown.
+    List {
+        #[arg(long)]
+        entity: Uuid,
         #[arg(long)]
         json: bool,
     },
@@ -133,34 +153,64 @@ async fn main() -> anyhow::Result<()> {
                     entity,
                     mode,
                     scopes,
+                    tier,
+                    expires,
+                    allow_ip,
                     json,
                 },
         } => {
             let pool = connect(&settings).await?;
             let mode: Mode = mode.parse()?;
-            let key = auth::issue(&pool, entity, mode, &scopes).await?;
+            let expires_at = expires.as_deref().map(parse_expiry).transpose()?;
+            let new = auth::NewKey {
+                entity_id: entity,
+                mode,
+                scopes,
+                elevated: tier == "elevated",
+                expires_at,
+                allowed_ips: allow_ip,
+            };
+            let hasher = auth::KeyHasher::new(settings.auth.key_secret());
+            let key = auth::issue(&pool, &hasher, new, &operator()).await?;
             if json {
-                println!(
-                    "{}",
-                    json!({
-                        "id": key.id,
-                        "key": key.key,
-                        "prefix": key.prefix,
-                        "entity_id": key.entity_id,
-                        "mode": key.mode,
-                        "scopes": key.scopes,
-                        "created_at": domain::jobs::format_timestamp(&key.created_at),
-                    })
-                );
+                println!("{}", serde_json::to_string(&key)?);
             } else {
                 println!("{}", key.key);
+            }
+        }
+        Command::Key {
+            command: KeyCommand::List { entity, json },
+        } => {
+            let pool = connect(&settings).await?;
+            let keys = auth::list(&pool, entity).await?;
+            if json {
+                println!("{}", serde_json::to_string(&keys)?);
+            } else {
+                let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or("-".to_owned(), |t| domain::jobs::format_timestamp(&t))
+                };
+                println!("ID\tPREFIX\tMODE\tTIER\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tREVOKED");
+                for k in keys {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        k.id,
+                        k.prefix,
+                        k.mode,
+                        k.tier,
+                        k.scopes.join(","),
+                        domain::jobs::format_timestamp(&k.created_at),
+                        when(k.last_used_at),
+                        when(k.expires_at),
+                        when(k.revoked_at),
+                    );
+                }
             }
         }
         Command::Key {
             command: KeyCommand::Revoke { id },
         } => {
             let pool = connect(&settings).await?;
-            if !auth::revoke(&pool, id).await? {
+            if !auth::revoke(&pool, id, &operator()).await? {
                 bail!("no active key with id {id}");
             }
             println!("revoked {id}");
@@ -187,6 +237,33 @@ async fn main() -> anyhow::Result<()> {
         Command::Health { url } => probe(&url).await?,
     }
     Ok(())
+}
+
+/// The operator running the command, as the audit log names them.
+fn operator() -> Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
+    Actor {
+        name: format!("arcusctl:{user}"),
+        request_id: Some(format!("cli_{}", Uuid::now_v7().simple())),
+    }
+}
+
+/// An expiry: an RFC 3339 time, or a duration from now (`90d`, `12h`, `30m`).
+fn parse_expiry(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&chrono::Utc));
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number.parse().with_context(|| {
+        format!("--expires must be an RFC 3339 time or a duration like 90d, got '{text}'")
+    })?;
+    let span = match unit {
+        "d" => chrono::Duration::days(n),
+        "h" => chrono::Duration::hours(n),
+        "m" => chrono::Duration::minutes(n),
+        _ => bail!("--expires must end in d, h or m, got '{text}'"),
+    };
+    Ok(chrono::Utc::now() + span)
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {

@@ -17,6 +17,7 @@ use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
 use crate::accounts::Accounts;
+use crate::audit::Actor;
 use crate::error::{HandlerError, RecordError, violated_constraint};
 use crate::fields::kind;
 use crate::journal::JournalEntries;
@@ -43,6 +44,8 @@ pub struct WriteContext<'a> {
     /// Whether the caller may post journal entries into a closed period with
     /// `bypass_period_check` (its key has `migration:write`).
     pub may_bypass_period_check: bool,
+    /// Who writes, for the audit log.
+    pub actor: &'a Actor,
 }
 
 /// A resource as the import loop drives it. Every method runs on the caller's
@@ -114,6 +117,8 @@ pub struct ImportContext<'a> {
     pub resource: Resource,
     pub external_source: &'a str,
     pub conflict_mode: ConflictMode,
+    /// The key that submitted the batch, for the audit log.
+    pub actor: &'a Actor,
 }
 
 /// One failed record, as reported in a job's `errors`.
@@ -387,6 +392,7 @@ async fn apply<R: Canonical>(
         tenant: ctx.tenant,
         external_source: Some(ctx.external_source),
         may_bypass_period_check: true,
+        actor: ctx.actor,
     };
     let existing = find_by_provenance(conn, R::TABLE, ctx.tenant, provenance).await?;
     let outcome = match (existing, ctx.conflict_mode) {
@@ -416,37 +422,34 @@ async fn apply<R: Canonical>(
 /// provenance is a conflict.
 pub async fn create_one(
     conn: &mut PgConnection,
-    tenant: Tenant,
     resource: Resource,
     record: &Value,
-    may_bypass_period_check: bool,
+    ctx: SingleContext<'_>,
 ) -> Result<Uuid, HandlerError> {
     match resource {
-        Resource::Accounts => {
-            create::<Accounts>(conn, tenant, record, may_bypass_period_check).await
-        }
-        Resource::Products => {
-            create::<Products>(conn, tenant, record, may_bypass_period_check).await
-        }
-        Resource::Orders => create::<Orders>(conn, tenant, record, may_bypass_period_check).await,
-        Resource::JournalEntries => {
-            create::<JournalEntries>(conn, tenant, record, may_bypass_period_check).await
-        }
-        Resource::VendorBills => {
-            create::<VendorBills>(conn, tenant, record, may_bypass_period_check).await
-        }
-        Resource::ApPayments => {
-            create::<ApPayments>(conn, tenant, record, may_bypass_period_check).await
-        }
+        Resource::Accounts => create::<Accounts>(conn, record, ctx).await,
+        Resource::Products => create::<Products>(conn, record, ctx).await,
+        Resource::Orders => create::<Orders>(conn, record, ctx).await,
+        Resource::JournalEntries => create::<JournalEntries>(conn, record, ctx).await,
+        Resource::VendorBills => create::<VendorBills>(conn, record, ctx).await,
+        Resource::ApPayments => create::<ApPayments>(conn, record, ctx).await,
     }
+}
+
+/// Who creates a single record, and what they may do.
+#[derive(Debug, Clone, Copy)]
+pub struct SingleContext<'a> {
+    pub tenant: Tenant,
+    pub may_bypass_period_check: bool,
+    pub actor: &'a Actor,
 }
 
 async fn create<R: Canonical>(
     conn: &mut PgConnection,
-    tenant: Tenant,
     record: &Value,
-    may_bypass_period_check: bool,
+    single: SingleContext<'_>,
 ) -> Result<Uuid, HandlerError> {
+    let tenant = single.tenant;
     let input = R::parse(record)?;
     let source = match record.get("external_source") {
         None | Some(Value::Null) => None,
@@ -490,7 +493,8 @@ async fn create<R: Canonical>(
     let ctx = WriteContext {
         tenant,
         external_source: source,
-        may_bypass_period_check,
+        may_bypass_period_check: single.may_bypass_period_check,
+        actor: single.actor,
     };
     if let Some(p) = provenance
         && let Some(existing) = find_by_provenance(conn, R::TABLE, tenant, p).await?

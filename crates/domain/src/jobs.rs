@@ -17,6 +17,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::audit::Actor;
 use crate::import::{RecordFailure, Tally};
 use crate::{ConflictMode, Resource, Tenant, UnknownValue, new_id};
 
@@ -193,6 +194,8 @@ pub struct NewJob<'a> {
     pub records: &'a Value,
     pub record_count: i32,
     pub request_id: Option<&'a str>,
+    /// The API key that submitted the job.
+    pub submitted_by: Option<Uuid>,
 }
 
 /// A submission's idempotency key and the fingerprint of its request.
@@ -270,8 +273,9 @@ pub async fn submit(
     let id = new_id();
     let row: JobRow = sqlx::query_as(&format!(
         "insert into migration_jobs
-            (id, entity_id, mode, resource, conflict_mode, external_source, total_records, request_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)
+            (id, entity_id, mode, resource, conflict_mode, external_source, total_records,
+             request_id, submitted_by)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          returning {JOB_COLUMNS}"
     ))
     .bind(id)
@@ -282,6 +286,7 @@ pub async fn submit(
     .bind(job.external_source)
     .bind(job.record_count)
     .bind(job.request_id)
+    .bind(job.submitted_by)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("insert into migration_job_records (job_id, records) values ($1, $2)")
@@ -459,8 +464,22 @@ pub struct ClaimedJob {
     pub next_index: i32,
     pub attempts: i32,
     pub request_id: Option<String>,
+    pub submitted_by: Option<Uuid>,
     /// The fence: every write of this claim names it.
     pub lease_token: Uuid,
+}
+
+impl ClaimedJob {
+    /// Who the job's writes are attributed to: the key that submitted it.
+    pub fn actor(&self) -> Actor {
+        match self.submitted_by {
+            Some(key) => Actor::key(key, self.request_id.as_deref()),
+            None => Actor {
+                name: "unknown".to_owned(),
+                request_id: self.request_id.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -492,7 +511,7 @@ pub async fn claim(
          where id = $1
            and (status = 'pending' or (status = 'running' and lease_expires_at < now()))
          returning id, entity_id, mode, resource, external_source, conflict_mode,
-                   total_records, next_index, attempts, request_id",
+                   total_records, next_index, attempts, request_id, submitted_by",
     )
     .bind(id)
     .bind(token)
@@ -527,6 +546,7 @@ struct ClaimRow {
     next_index: i32,
     attempts: i32,
     request_id: Option<String>,
+    submitted_by: Option<Uuid>,
 }
 
 impl ClaimRow {
@@ -548,6 +568,7 @@ impl ClaimRow {
             next_index: self.next_index,
             attempts: self.attempts,
             request_id: self.request_id,
+            submitted_by: self.submitted_by,
             lease_token,
         }
     }

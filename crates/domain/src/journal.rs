@@ -5,7 +5,7 @@
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -13,7 +13,7 @@ use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID, MISSING};
 use crate::import::{Canonical, Provenance, WriteContext};
 use crate::refs::{self, GlRef, parse_gl_ref};
-use crate::{ledger, new_id};
+use crate::{audit, ledger, new_id};
 
 const LINES_MAX: usize = 1000;
 
@@ -133,6 +133,27 @@ async fn resolve(
     Ok((accounts, bypassed))
 }
 
+/// Records a deliberate post into a closed period in the audit log.
+async fn audit_bypass(
+    conn: &mut PgConnection,
+    ctx: &WriteContext<'_>,
+    entry_id: Uuid,
+    input: &EntryInput,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        conn,
+        ctx.actor,
+        "journal_entry.period_check_bypassed",
+        Some(ctx.tenant.entity_id),
+        json!({
+            "journal_entry_id": entry_id,
+            "entry_date": input.entry_date,
+            "mode": ctx.tenant.mode,
+        }),
+    )
+    .await
+}
+
 /// The journal-entry resource, as the import loop sees it.
 pub struct JournalEntries;
 
@@ -171,6 +192,9 @@ impl Canonical for JournalEntries {
         .execute(&mut *conn)
         .await?;
         insert_lines(conn, id, &accounts, &input.lines).await?;
+        if bypassed {
+            audit_bypass(conn, ctx, id, input).await?;
+        }
         Ok(id)
     }
 
@@ -199,7 +223,11 @@ impl Canonical for JournalEntries {
             .bind(id)
             .execute(&mut *conn)
             .await?;
-        insert_lines(conn, id, &accounts, &input.lines).await
+        insert_lines(conn, id, &accounts, &input.lines).await?;
+        if bypassed {
+            audit_bypass(conn, ctx, id, input).await?;
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! through the same code.
 
 pub mod accounts;
+pub mod audit;
 pub mod db;
 pub mod entities;
 pub mod error;

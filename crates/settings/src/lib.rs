@@ -20,6 +20,24 @@ pub struct Settings {
     pub http: HttpSettings,
     pub worker: WorkerSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// The server-side secret API keys are hashed with (HMAC-SHA256). A dump of
+    /// the database without it yields nothing that authenticates. Every API
+    /// replica and `arcusctl` must share it.
+    pub key_secret: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// API replicas sharing the traffic: each enforces its share of a key's
+    /// limit (limit / replicas), so the sum over replicas is the documented limit.
+    pub replicas: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +64,12 @@ pub struct HttpSettings {
     pub addr: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest request line and headers accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send its request line and headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a whole request may take, body included.
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +91,10 @@ pub struct LogSettings {
     /// A `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
     pub filter: String,
 }
+
+/// The key secret of a development machine. Keys hashed with it are only as
+/// safe as this public string: deployments set `ARCUS__AUTH__KEY_SECRET`.
+pub const DEVELOPMENT_KEY_SECRET: &str = "arcus-development-key-secret-change-me";
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -90,12 +118,18 @@ impl Settings {
             .set_default("amqp.relay_interval_ms", 1000)?
             .set_default("http.addr", "127.0.0.1:8080")?
             .set_default("http.max_body_bytes", 10 * 1024 * 1024)?
+            .set_default("http.max_header_bytes", 16 * 1024)?
+            .set_default("http.header_read_timeout_secs", 10)?
+            .set_default("http.request_timeout_secs", 60)?
             .set_default("worker.resources", Vec::<String>::new())?
             .set_default("worker.concurrency", 2)?
             .set_default("worker.chunk_size", 100)?
             .set_default("worker.lease_seconds", 30)?
             .set_default("log.format", "text")?
-            .set_default("log.filter", "info")?;
+            .set_default("log.filter", "info")?
+            .set_default("auth.key_secret", DEVELOPMENT_KEY_SECRET)?
+            .set_default("rate_limit.enabled", true)?
+            .set_default("rate_limit.replicas", 1)?;
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
@@ -118,6 +152,17 @@ impl Settings {
 impl DatabaseSettings {
     pub fn url(&self) -> &str {
         self.url.expose_secret()
+    }
+}
+
+impl AuthSettings {
+    pub fn key_secret(&self) -> &str {
+        self.key_secret.expose_secret()
+    }
+
+    /// Whether the development secret is in use, which a deployment must not do.
+    pub fn uses_development_secret(&self) -> bool {
+        self.key_secret() == DEVELOPMENT_KEY_SECRET
     }
 }
 

@@ -81,11 +81,13 @@ impl JobRunner {
         if records.len() != job.total_records as usize {
             return Err(ProcessError::CorruptJob(job.id, records.len(), job.total_records).into());
         }
+        let actor = job.actor();
         let ctx = ImportContext {
             tenant: job.tenant,
             resource: job.resource,
             external_source: &job.external_source,
             conflict_mode: job.conflict_mode,
+            actor: &actor,
         };
         if job.conflict_mode == ConflictMode::Error {
             self.run_all_or_nothing(job, &ctx, &records).await

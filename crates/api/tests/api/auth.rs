@@ -54,15 +54,22 @@ async fn every_route_refuses_missing_unknown_revoked_and_foreign_keys() {
     let job_id = job["id"].as_str().expect("id").to_owned();
     let before = app.snapshot().await;
 
-    let revoked = auth::issue(
-        &app.pool,
-        app.entity_id,
-        domain::Mode::Test,
-        &["migration:read".to_owned()],
-    )
-    .await
-    .expect("issued");
-    assert!(auth::revoke(&app.pool, revoked.id).await.expect("revoked"));
+    let revoked = app
+        .issue(auth::NewKey {
+            entity_id: app.entity_id,
+            mode: domain::Mode::Test,
+            scopes: vec!["migration:read".to_owned()],
+            elevated: false,
+            expires_at: None,
+            allowed_ips: Vec::new(),
+        })
+        .await;
+    let operator = domain::audit::Actor::default();
+    assert!(
+        auth::revoke(&app.pool, revoked.id, &operator)
+            .await
+            .expect("revoked")
+    );
     let (_, foreign_key) = app.other_entity().await;
 
     for (method, path, body) in routes(&app, &job_id) {

@@ -166,6 +166,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.http.max_body_bytes = options.max_body_bytes;
     settings.worker.chunk_size = options.chunk_size;
     settings.worker.lease_seconds = 5;
+    settings.auth.key_secret = SecretString::from(format!("test-secret-{}", Uuid::new_v4()));
+    // The tests make many requests in a burst with one key; the limits have
+    // tests of their own.
+    settings.rate_limit.enabled = false;
 
     let app = api::Application::build(&settings)
         .await
@@ -183,10 +187,20 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .await
         .expect("entity is created");
     let scopes: Vec<String> = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
-    let key = auth::issue(&pool, entity.id, domain::Mode::Test, &scopes)
-        .await
-        .expect("key is issued")
-        .key;
+    let key = issue_key(
+        &pool,
+        &settings,
+        auth::NewKey {
+            entity_id: entity.id,
+            mode: domain::Mode::Test,
+            scopes,
+            elevated: false,
+            expires_at: None,
+            allowed_ips: Vec::new(),
+        },
+    )
+    .await
+    .key;
 
     let mut test_app = TestApp {
         address,
@@ -228,10 +242,21 @@ impl TestApp {
     /// A new key for this app's entity.
     pub async fn key_with(&self, mode: domain::Mode, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-        auth::issue(&self.pool, self.entity_id, mode, &scopes)
-            .await
-            .expect("key is issued")
-            .key
+        self.issue(auth::NewKey {
+            entity_id: self.entity_id,
+            mode,
+            scopes,
+            elevated: false,
+            expires_at: None,
+            allowed_ips: Vec::new(),
+        })
+        .await
+        .key
+    }
+
+    /// Issues a key as an operator would.
+    pub async fn issue(&self, new: auth::NewKey) -> auth::IssuedKey {
+        issue_key(&self.pool, &self.settings, new).await
     }
 
     /// Another entity with a full-scope test key.
@@ -240,9 +265,16 @@ impl TestApp {
             .await
             .expect("entity is created");
         let scopes: Vec<String> = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
-        let key = auth::issue(&self.pool, entity.id, domain::Mode::Test, &scopes)
+        let key = self
+            .issue(auth::NewKey {
+                entity_id: entity.id,
+                mode: domain::Mode::Test,
+                scopes,
+                elevated: false,
+                expires_at: None,
+                allowed_ips: Vec::new(),
+            })
             .await
-            .expect("key is issued")
             .key;
         (entity.id, key)
     }
@@ -425,6 +457,17 @@ impl TestApp {
     pub fn topology(&self) -> queue::Topology {
         queue::Topology::new(&self.settings.amqp.prefix)
     }
+}
+
+async fn issue_key(pool: &PgPool, settings: &Settings, new: auth::NewKey) -> auth::IssuedKey {
+    let hasher = auth::KeyHasher::new(settings.auth.key_secret());
+    let operator = domain::audit::Actor {
+        name: "arcusctl:test".to_owned(),
+        request_id: None,
+    };
+    auth::issue(pool, &hasher, new, &operator)
+        .await
+        .expect("key is issued")
 }
 
 /// Waits for a condition with a deadline.

@@ -142,6 +142,7 @@ async fn a_committed_job_the_api_never_published_is_relayed_by_a_worker() {
             records: &records,
             record_count: 3,
             request_id: None,
+            submitted_by: None,
         },
         None,
     )
@@ -232,7 +233,9 @@ async fn a_job_whose_worker_died_is_resumed_at_its_checkpoint_and_the_dead_worke
     let records = domain::jobs::load_records(&app.pool, id)
         .await
         .expect("records");
+    let actor = dead.actor();
     let ctx = domain::import::ImportContext {
+        actor: &actor,
         tenant: dead.tenant,
         resource: dead.resource,
         external_source: &dead.external_source,

@@ -21,16 +21,23 @@ fn database_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// A database that exists only for one test and is dropped after it.
+/// A database that exists only for one test and is dropped after it, with
+/// the key secret the test's commands run with.
 struct Database {
     name: String,
+    secret: String,
 }
 
 impl Database {
     fn new() -> Self {
         Self {
             name: format!("arcus_cli_{}", Uuid::new_v4().simple()),
+            secret: format!("cli-test-secret-{}", Uuid::new_v4()),
         }
+    }
+
+    fn hasher(&self) -> auth::KeyHasher {
+        auth::KeyHasher::new(&self.secret)
     }
 
     fn url(&self) -> String {
@@ -41,6 +48,7 @@ impl Database {
         Command::new(env!("CARGO_BIN_EXE_arcusctl"))
             .args(args)
             .env("ARCUS__DATABASE__URL", self.url())
+            .env("ARCUS__AUTH__KEY_SECRET", &self.secret)
             .output()
             .expect("arcusctl runs")
     }
@@ -133,7 +141,7 @@ fn entity_and_key_create_print_what_a_script_needs() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
-        let principal = auth::authenticate(&pool, &key)
+        let principal = auth::authenticate(&pool, &db.hasher(), &key, None)
             .await
             .expect("live key works");
         assert_eq!(principal.entity_id, entity_id);
@@ -154,7 +162,11 @@ fn entity_and_key_create_print_what_a_script_needs() {
     assert!(revoked.starts_with("revoked"));
     runtime.block_on(async {
         let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
-        assert!(auth::authenticate(&pool, &test_key).await.is_err());
+        assert!(
+            auth::authenticate(&pool, &db.hasher(), &test_key, None)
+                .await
+                .is_err()
+        );
     });
 }
 
