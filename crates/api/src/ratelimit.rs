@@ -190,8 +190,8 @@ mod tests {
         let allowed = limiter.check(key, Tier::Test);
         assert!(allowed.allowed);
         assert_eq!(
-            allowed.remaining, 0,
-            "the first ten left, this one took a slot"
+            allowed.remaining, 9,
+            "the first ten left and this one took a slot"
         );
     }
 
