@@ -104,13 +104,7 @@ impl BulkRequest {
                 )
                 .param(format!("records[{i}]")));
             }
-            if let Some(path) = nul_path(record) {
-                return Err(ApiError::bad_request(
-                    "invalid_character",
-                    format!("records[{i}]{path} contains a NUL character, which cannot be stored"),
-                )
-                .param(format!("records[{i}]{path}")));
-            }
+            inspect_record(record, &format!("records[{i}]"))?;
         }
 
         let external_source = match body.get("external_source") {
@@ -172,23 +166,90 @@ pub(crate) fn invalid(param: &'static str, message: impl Into<String>) -> ApiErr
     ApiError::bad_request("invalid_parameter", message).param(param)
 }
 
-/// Where in a record a string or key holds NUL, which Postgres text cannot store.
-pub(crate) fn nul_path(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if s.contains('\0') => Some(String::new()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| nul_path(v).map(|p| format!("[{i}]{p}"))),
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.contains('\0') {
-                Some(format!(".{}", k.replace('\0', "\\u0000")))
-            } else {
-                nul_path(v).map(|p| format!(".{k}{p}"))
-            }
-        }),
-        _ => None,
+/// Nesting a record may have; the deepest payload of any resource is 3.
+const RECORD_DEPTH_MAX: usize = 8;
+/// Characters one string (or object key) of a record may have.
+const STRING_MAX: usize = 10_000;
+/// Bytes one record may take, measured as the sum of its strings, keys and
+/// numbers: bounds what one record costs the worker.
+const RECORD_BYTES_MAX: usize = 256 * 1024;
+
+/// Refuses a record no resource could accept and that would only cost us to
+/// carry: too deep, too large, an over-long string, or a NUL character (which
+/// Postgres text cannot store). `at` is the record's path (`records[3]`), or
+/// empty for a record that is the whole body.
+pub(crate) fn inspect_record(record: &Value, at: &str) -> Result<(), ApiError> {
+    let mut bytes = 0;
+    walk(record, at, 0, &mut bytes)?;
+    if bytes > RECORD_BYTES_MAX {
+        let what = if at.is_empty() { "the record" } else { at };
+        let error = ApiError::bad_request(
+            "record_too_large",
+            format!(
+                "{what} holds about {bytes} bytes; a record may hold at most {RECORD_BYTES_MAX}"
+            ),
+        );
+        return Err(if at.is_empty() {
+            error
+        } else {
+            error.param(at.to_owned())
+        });
     }
+    Ok(())
+}
+
+fn walk(value: &Value, path: &str, depth: usize, bytes: &mut usize) -> Result<(), ApiError> {
+    if depth > RECORD_DEPTH_MAX {
+        return Err(ApiError::bad_request(
+            "record_too_deep",
+            format!("{path} is nested more than {RECORD_DEPTH_MAX} levels deep"),
+        )
+        .param(path.to_owned()));
+    }
+    let check_string = |s: &str, path: &str| {
+        if s.contains('\0') {
+            return Err(ApiError::bad_request(
+                "invalid_character",
+                format!("{path} contains a NUL character, which cannot be stored"),
+            )
+            .param(path.to_owned()));
+        }
+        if s.chars().count() > STRING_MAX {
+            return Err(ApiError::bad_request(
+                "string_too_long",
+                format!("{path} is longer than {STRING_MAX} characters"),
+            )
+            .param(path.to_owned()));
+        }
+        Ok(())
+    };
+    match value {
+        Value::String(s) => {
+            check_string(s, path)?;
+            *bytes += s.len();
+        }
+        Value::Number(n) => *bytes += n.to_string().len(),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, &format!("{path}[{i}]"), depth + 1, bytes)?;
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let shown: String = key.replace('\0', "\\u0000").chars().take(64).collect();
+                let child = if path.is_empty() {
+                    shown
+                } else {
+                    format!("{path}.{shown}")
+                };
+                check_string(key, &child)?;
+                *bytes += key.len();
+                walk(item, &child, depth + 1, bytes)?;
+            }
+        }
+        Value::Null | Value::Bool(_) => *bytes += 4,
+    }
+    Ok(())
 }
 
 /// A body that could not be read: too large, or cut off.
@@ -442,10 +503,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nul_characters_are_located() {
-        let v = json!({"title": "ok", "variants": [{"sku": "a"}, {"sku": "b\u{0}"}]});
-        assert_eq!(nul_path(&v).as_deref(), Some(".variants[1].sku"));
-        assert_eq!(nul_path(&json!({"title": "fine"})), None);
+    fn hostile_records_are_located() {
+        let code = |v: &Value| {
+            inspect_record(v, "records[0]")
+                .err()
+                .map(|e| (e.code, e.param))
+        };
+        let nul = json!({"title": "ok", "variants": [{"sku": "a"}, {"sku": "b\u{0}"}]});
+        assert_eq!(
+            code(&nul),
+            Some((
+                "invalid_character".into(),
+                Some("records[0].variants[1].sku".into())
+            ))
+        );
+        let long = json!({"title": "x".repeat(STRING_MAX + 1)});
+        assert_eq!(code(&long).map(|c| c.0), Some("string_too_long".into()));
+        let mut deep = json!(1);
+        for _ in 0..10 {
+            deep = json!({"a": deep});
+        }
+        assert_eq!(code(&deep).map(|c| c.0), Some("record_too_deep".into()));
+        let big = json!({"notes": vec!["x".repeat(9_000); 40]});
+        assert_eq!(code(&big).map(|c| c.0), Some("record_too_large".into()));
+        assert_eq!(
+            code(&json!({"title": "fine", "components": [{"quantity": 1}]})),
+            None
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::error::ErrorType;
-use crate::routes::migration::{body_error, invalid, nul_path};
+use crate::routes::migration::{body_error, inspect_record, invalid};
 use crate::{ApiError, AppState, context};
 
 pub fn router() -> Router<AppState> {
@@ -179,14 +179,7 @@ async fn create(
             format!("the body must be a JSON object: one {resource} record"),
         ));
     }
-    if let Some(path) = nul_path(&record) {
-        let param = path.trim_start_matches('.').to_owned();
-        return Err(ApiError::bad_request(
-            "invalid_character",
-            format!("{param} contains a NUL character, which cannot be stored"),
-        )
-        .param(param));
-    }
+    inspect_record(&record, "")?;
     let tenant = principal.tenant();
     let actor = Actor::key(principal.key_id, context::request_id(&headers));
     let single = SingleContext {

@@ -70,6 +70,24 @@ async fn every_route_refuses_missing_unknown_revoked_and_foreign_keys() {
             .await
             .expect("revoked")
     );
+    let expired = app
+        .issue(auth::NewKey {
+            entity_id: app.entity_id,
+            mode: domain::Mode::Test,
+            scopes: crate::helpers::ALL_SCOPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            elevated: false,
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+            allowed_ips: Vec::new(),
+        })
+        .await;
+    sqlx::query("update api_keys set expires_at = now() - interval '1 second' where id = $1")
+        .bind(expired.id)
+        .execute(&app.pool)
+        .await
+        .expect("expire the key");
     let (_, foreign_key) = app.other_entity().await;
 
     for (method, path, body) in routes(&app, &job_id) {
@@ -89,6 +107,13 @@ async fn every_route_refuses_missing_unknown_revoked_and_foreign_keys() {
                 "{method} {path} {bad}"
             );
         }
+
+        let (status, error) = send(&app, method.clone(), &path, &body, Some(&expired.key)).await;
+        assert_eq!(
+            (status.as_u16(), error["code"].as_str()),
+            (401, Some("api_key_expired")),
+            "{method} {path}"
+        );
 
         let (status, error) = send(&app, method.clone(), &path, &body, Some(&foreign_key)).await;
         assert_eq!(

@@ -6,7 +6,10 @@
 //! may create databases) and `ARCUS_TEST_AMQP_URL`; without them, Postgres and
 //! RabbitMQ are started with testcontainers, which needs a Docker engine.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use api::ratelimit::ManualClock;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -130,6 +133,10 @@ pub struct AppOptions {
     pub chunk_size: usize,
     pub max_body_bytes: usize,
     pub relay_interval_ms: u64,
+    /// Rate limiting, on this clock; off when `None`.
+    pub rate_limit_clock: Option<Arc<ManualClock>>,
+    pub request_timeout_secs: u64,
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for AppOptions {
@@ -139,6 +146,9 @@ impl Default for AppOptions {
             chunk_size: 100,
             max_body_bytes: 10 * 1024 * 1024,
             relay_interval_ms: 200,
+            rate_limit_clock: None,
+            request_timeout_secs: 60,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -168,10 +178,16 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.worker.lease_seconds = 5;
     settings.auth.key_secret = SecretString::from(format!("test-secret-{}", Uuid::new_v4()));
     // The tests make many requests in a burst with one key; the limits have
-    // tests of their own.
-    settings.rate_limit.enabled = false;
+    // tests of their own, on a clock they move by hand.
+    settings.rate_limit.enabled = options.rate_limit_clock.is_some();
+    settings.http.request_timeout_secs = options.request_timeout_secs;
+    settings.http.header_read_timeout_secs = options.header_read_timeout_secs;
 
-    let app = api::Application::build(&settings)
+    let clock: Arc<dyn api::ratelimit::Clock> = match options.rate_limit_clock {
+        Some(clock) => clock,
+        None => Arc::new(api::ratelimit::SystemClock),
+    };
+    let app = api::Application::build_with_clock(&settings, clock)
         .await
         .expect("the API builds");
     let address = format!("http://127.0.0.1:{}", app.port());

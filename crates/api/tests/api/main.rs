@@ -12,4 +12,5 @@ mod products;
 mod reconciliation;
 mod records;
 mod resources;
+mod security;
 mod workers;
