@@ -343,3 +343,88 @@ fn period_close_records_the_date_and_never_moves_backwards() {
         );
     });
 }
+
+#[test]
+fn keys_carry_tier_expiry_and_allowlist_and_are_listed_without_secrets() {
+    let db = Database::new();
+    db.ok(&["db", "migrate"]);
+    let entity = db.ok(&["entity", "create", "--name", "Acme"]);
+    let created: Value = serde_json::from_str(&db.ok(&[
+        "key",
+        "create",
+        "--entity",
+        &entity,
+        "--mode",
+        "live",
+        "--scopes",
+        "migration:read",
+        "--tier",
+        "elevated",
+        "--expires",
+        "90d",
+        "--allow-ip",
+        "10.0.0.0/8,192.0.2.1",
+        "--json",
+    ]))
+    .expect("JSON");
+    assert_eq!(created["tier"], "elevated");
+    assert_eq!(
+        created["allowed_ips"],
+        serde_json::json!(["10.0.0.0/8", "192.0.2.1/32"])
+    );
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(created["expires_at"].as_str().expect("expiry"))
+            .expect("RFC 3339");
+    let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_days();
+    assert!((89..=90).contains(&days), "{days}");
+    let secret = created["key"].as_str().expect("key").to_owned();
+
+    for (args, message) in [
+        (
+            vec!["--mode", "test", "--tier", "elevated"],
+            "only live keys have a tier",
+        ),
+        (
+            vec!["--mode", "live", "--allow-ip", "the office"],
+            "is not an IP address or CIDR block",
+        ),
+        (
+            vec!["--mode", "live", "--expires", "2020-01-01T00:00:00Z"],
+            "the expiry must be in the future",
+        ),
+        (
+            vec!["--mode", "live", "--expires", "soon"],
+            "--expires must",
+        ),
+    ] {
+        let mut full = vec![
+            "key",
+            "create",
+            "--entity",
+            entity.as_str(),
+            "--scopes",
+            "migration:read",
+        ];
+        full.extend(args.iter().copied());
+        let out = db.arcusctl(&full);
+        assert!(!out.status.success(), "{full:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{full:?}"
+        );
+    }
+
+    db.ok(&["key", "revoke", "--id", created["id"].as_str().expect("id")]);
+    let listing = db.ok(&["key", "list", "--entity", &entity, "--json"]);
+    assert!(
+        !listing.contains(&secret[secret.len() - 32..]),
+        "the secret is never shown"
+    );
+    let keys: Value = serde_json::from_str(&listing).expect("JSON");
+    assert_eq!(keys.as_array().expect("keys").len(), 1);
+    assert_eq!(keys[0]["prefix"], created["prefix"]);
+    assert!(keys[0]["revoked_at"].is_string());
+    let table = db.ok(&["key", "list", "--entity", &entity]);
+    assert!(table.starts_with("ID\tPREFIX\tMODE\tTIER"));
+    assert!(table.contains(created["prefix"].as_str().expect("prefix")));
+}
