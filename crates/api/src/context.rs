@@ -3,12 +3,13 @@
 //! is rendered in the documented envelope here, in one place.
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Span;
 
+use crate::AppState;
 use crate::error::{ApiError, generic};
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -41,6 +42,33 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     response.headers_mut().insert(REQUEST_ID, value);
+    response
+}
+
+/// Counts the request and times it, by route template (not by path, which
+/// would make a series per id).
+pub async fn record_metrics(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let metrics = &state.metrics;
+    metrics
+        .latency
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
     response
 }
 

@@ -9,6 +9,7 @@
 mod authz;
 mod context;
 pub mod error;
+mod metrics;
 pub mod ratelimit;
 mod routes;
 mod server;
@@ -22,6 +23,7 @@ use auth::KeyHasher;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use metrics::ApiMetrics;
 use queue::{Publisher, Relay, Topology};
 use ratelimit::{Clock, RateLimiter, SystemClock};
 use server::ConnectionLimits;
@@ -44,6 +46,7 @@ pub struct AppState {
     pub key_hasher: KeyHasher,
     /// `None` when rate limiting is switched off.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    pub metrics: Arc<ApiMetrics>,
 }
 
 impl auth::AuthState for AppState {
@@ -102,6 +105,7 @@ impl Application {
             relay_notify: Arc::new(Notify::new()),
             key_hasher: KeyHasher::new(settings.auth.key_secret()),
             rate_limiter,
+            metrics: Arc::new(ApiMetrics::new()),
         };
         let relay = Relay {
             pool,
@@ -160,6 +164,10 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
             authz::authorize,
         ))
         .fallback(routes::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            context::record_metrics,
+        ))
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         // A client that trickles its body is cut off with a 408.
         .layer(TimeoutLayer::with_status_code(

@@ -195,6 +195,35 @@ impl Publisher {
         self.ensure_channel(&mut guard).await.map(drop)
     }
 
+    /// Messages ready and consumers of every queue of the topology.
+    pub async fn queue_stats(&self) -> Result<Vec<(String, u32, u32)>, QueueError> {
+        let mut guard = self.channel.lock().await;
+        let result = async {
+            let channel = self.ensure_channel(&mut guard).await?;
+            let mut stats = Vec::new();
+            for name in self.topology.queues() {
+                // Passive: only asks; the queues were declared at start-up.
+                let queue = channel
+                    .queue_declare(
+                        name.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                stats.push((name, queue.message_count(), queue.consumer_count()));
+            }
+            Ok(stats)
+        }
+        .await;
+        if result.is_err() {
+            *guard = None;
+        }
+        result
+    }
+
     async fn ensure_channel<'a>(
         &self,
         slot: &'a mut Option<(Connection, Channel)>,

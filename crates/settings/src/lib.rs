@@ -82,6 +82,8 @@ pub struct WorkerSettings {
     pub chunk_size: usize,
     /// How long a worker's claim on a job lasts without renewal.
     pub lease_seconds: u32,
+    /// Where the worker serves `/metrics`, `/healthz` and `/readyz`.
+    pub http_addr: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +127,7 @@ impl Settings {
             .set_default("worker.concurrency", 2)?
             .set_default("worker.chunk_size", 100)?
             .set_default("worker.lease_seconds", 30)?
+            .set_default("worker.http_addr", "127.0.0.1:9090")?
             .set_default("log.format", "text")?
             .set_default("log.filter", "info")?
             .set_default("auth.key_secret", DEVELOPMENT_KEY_SECRET)?

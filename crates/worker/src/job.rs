@@ -2,7 +2,8 @@
 //! records chunk by chunk through the canonical handlers, checkpoint each chunk
 //! with the job's counters, and give it its final status.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use domain::ConflictMode;
 use domain::error::RecordError;
@@ -10,6 +11,8 @@ use domain::import::{self, ImportContext, ImportError, RecordFailure, Tally};
 use domain::jobs::{self, ClaimResult, ClaimedJob, FencedError, JobStatus};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::metrics::WorkerMetrics;
 
 /// Claims of one job after which it is given up: its remaining records fail
 /// with `internal_error`, so even a job that keeps crashing its worker ends.
@@ -23,6 +26,7 @@ pub struct JobRunner {
     pub owner: String,
     pub chunk_size: usize,
     pub lease_seconds: u32,
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 /// How a delivery of a job ended, which decides what happens to the message.
@@ -63,7 +67,23 @@ impl JobRunner {
             "claimed {job}"
         );
         let _heartbeat = self.keep_lease(&job);
-        match self.run(&job).await {
+        let started = Instant::now();
+        self.metrics.jobs_in_flight.inc();
+        let result = self.run(&job).await;
+        self.metrics.jobs_in_flight.dec();
+        match result {
+            Ok(Outcome::Finished(status)) => {
+                let resource = job.resource.as_str();
+                self.metrics
+                    .jobs_finished
+                    .with_label_values(&[resource, status.as_str()])
+                    .inc();
+                self.metrics
+                    .job_duration
+                    .with_label_values(&[resource])
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(Outcome::Finished(status))
+            }
             Ok(outcome) => Ok(outcome),
             // Whatever this worker wrote in the fenced transaction was rolled
             // back; the worker that owns the job now finishes it.
@@ -113,7 +133,19 @@ impl JobRunner {
         jobs::checkpoint(&mut tx, job, 0, job.total_records, &batch.tally).await?;
         let status = jobs::finish(&mut tx, job).await?;
         tx.commit().await?;
+        self.count_records(job, &batch.tally);
         Ok(Outcome::Finished(status))
+    }
+
+    /// Counts committed records by outcome.
+    fn count_records(&self, job: &ClaimedJob, tally: &Tally) {
+        let resource = job.resource.as_str();
+        for (outcome, n) in [("succeeded", tally.succeeded), ("failed", tally.failed)] {
+            self.metrics
+                .records
+                .with_label_values(&[resource, outcome])
+                .inc_by(u64::from(n));
+        }
     }
 
     /// Other modes: each chunk commits its records with the job's counters and
@@ -129,6 +161,7 @@ impl JobRunner {
         let mut start = usize::try_from(job.next_index).expect("next_index is non-negative");
         while start < total {
             let end = (start + self.chunk_size.max(1)).min(total);
+            let chunk_started = Instant::now();
             let mut tx = self.pool.begin().await?;
             let tally = match import::import_records(
                 &mut tx,
@@ -144,6 +177,11 @@ impl JobRunner {
             };
             jobs::checkpoint(&mut tx, job, index_i32(start), index_i32(end), &tally).await?;
             tx.commit().await?;
+            self.count_records(job, &tally);
+            self.metrics
+                .chunk_duration
+                .with_label_values(&[job.resource.as_str()])
+                .observe(chunk_started.elapsed().as_secs_f64());
             start = end;
         }
         let mut tx = self.pool.begin().await?;
@@ -175,6 +213,7 @@ impl JobRunner {
         jobs::checkpoint(&mut tx, job, job.next_index, job.total_records, &tally).await?;
         let status = jobs::finish(&mut tx, job).await?;
         tx.commit().await?;
+        self.count_records(job, &tally);
         Ok(Outcome::Finished(status))
     }
 

@@ -8,11 +8,15 @@
 //! duplicate messages and redeliveries cost a look-up, never a second load.
 
 mod job;
+mod metrics;
+mod probe;
 
 pub use job::{JobRunner, Outcome, ProcessError};
+pub use metrics::WorkerMetrics;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,7 +30,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use queue::{Publisher, Relay, Topology};
 use settings::Settings;
-use tokio::sync::{Notify, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
 use tracing::Instrument;
 
 /// How long to hold a message for a job another worker is running before
@@ -42,54 +47,113 @@ pub async fn run(
     resources: Vec<Resource>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = domain::db::connect(settings.database.url(), settings.database.max_connections)
+    Worker::build(settings, resources)
+        .await?
+        .run(shutdown)
         .await
-        .context("connecting to Postgres")?;
-    let topology = Topology::new(&settings.amqp.prefix);
-    let owner = worker_name();
-    let runner = JobRunner {
-        pool: pool.clone(),
-        owner: owner.clone(),
-        chunk_size: settings.worker.chunk_size,
-        lease_seconds: settings.worker.lease_seconds,
-    };
+}
 
-    // Workers relay the outbox too, so jobs committed by an API replica that
-    // died before publishing them still reach the queues.
-    let publisher = Arc::new(Publisher::new(
-        settings.amqp.url(),
-        &format!("{owner} relay"),
-        topology.clone(),
-    ));
-    publisher.check().await.context("connecting to RabbitMQ")?;
-    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(
-        Relay {
-            pool: pool.clone(),
+/// A worker with its connections made and its probe listener bound, so
+/// callers (tests) can ask for the port before it runs.
+pub struct Worker {
+    settings: Settings,
+    resources: Vec<Resource>,
+    pool: sqlx::PgPool,
+    listener: TcpListener,
+    metrics: Arc<WorkerMetrics>,
+}
+
+impl Worker {
+    pub async fn build(settings: Settings, resources: Vec<Resource>) -> anyhow::Result<Self> {
+        let pool = domain::db::connect(settings.database.url(), settings.database.max_connections)
+            .await
+            .context("connecting to Postgres")?;
+        let listener = TcpListener::bind(&settings.worker.http_addr)
+            .await
+            .with_context(|| format!("binding {}", settings.worker.http_addr))?;
+        Ok(Self {
+            settings,
+            resources,
+            pool,
+            listener,
+            metrics: Arc::new(WorkerMetrics::new()),
+        })
+    }
+
+    /// The port of `/metrics`, `/healthz` and `/readyz`.
+    pub fn http_port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let settings = &self.settings;
+        let topology = Topology::new(&settings.amqp.prefix);
+        let owner = worker_name();
+        let runner = JobRunner {
+            pool: self.pool.clone(),
+            owner: owner.clone(),
+            chunk_size: settings.worker.chunk_size,
+            lease_seconds: settings.worker.lease_seconds,
+            metrics: self.metrics.clone(),
+        };
+
+        // Workers relay the outbox too, so jobs committed by an API replica
+        // that died before publishing them still reach the queues.
+        let publisher = Arc::new(Publisher::new(
+            settings.amqp.url(),
+            &format!("{owner} relay"),
+            topology.clone(),
+        ));
+        publisher.check().await.context("connecting to RabbitMQ")?;
+
+        let concurrency = settings.worker.concurrency.max(1);
+        let consuming = Arc::new(AtomicBool::new(false));
+        let consumer = Consumer {
+            url: settings.amqp.url().to_owned(),
+            name: owner,
+            topology,
+            resources: self.resources.clone(),
+            concurrency,
+            runner: Arc::new(runner),
+            in_flight: Arc::new(Semaphore::new(usize::from(concurrency))),
+            consuming: consuming.clone(),
+        };
+        let probes = probe::router(probe::ProbeState {
+            pool: self.pool.clone(),
+            consuming,
+            metrics: self.metrics.clone(),
+        });
+        tracing::info!(addr = %self.listener.local_addr()?, "probes and metrics");
+
+        // One shutdown for the consumer, the probe server and the relay.
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let relay = Relay {
+            pool: self.pool.clone(),
             publisher,
             notify: Arc::new(Notify::new()),
             interval: Duration::from_millis(settings.amqp.relay_interval_ms),
-        }
-        .run(async {
-            let _ = relay_stopped.await;
-        }),
-    );
-
-    let concurrency = settings.worker.concurrency.max(1);
-    let consumer = Consumer {
-        url: settings.amqp.url().to_owned(),
-        name: owner,
-        topology,
-        resources,
-        concurrency,
-        runner: Arc::new(runner),
-        in_flight: Arc::new(Semaphore::new(usize::from(concurrency))),
-    };
-    let result = consumer.consume(shutdown).await;
-    let _ = stop_relay.send(());
-    let _ = relay.await;
-    pool.close().await;
-    result
+        };
+        let signal = async {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let (consumed, served, (), ()) = tokio::join!(
+            consumer.consume(until_stopped(stopped.clone())),
+            axum::serve(self.listener, probes)
+                .with_graceful_shutdown(until_stopped(stopped.clone())),
+            relay.run(until_stopped(stopped.clone())),
+            signal,
+        );
+        self.pool.close().await;
+        consumed?;
+        served.context("serving probes")
+    }
 }
 
 /// Parses `--resources products,orders`; empty means every resource.
@@ -128,6 +192,8 @@ struct Consumer {
     concurrency: u16,
     runner: Arc<JobRunner>,
     in_flight: Arc<Semaphore>,
+    /// Whether the consumers are registered: what `/readyz` reports.
+    consuming: Arc<AtomicBool>,
 }
 
 impl Consumer {
@@ -135,7 +201,9 @@ impl Consumer {
     async fn consume(&self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
         loop {
-            match self.consume_once(&mut shutdown).await {
+            let result = self.consume_once(&mut shutdown).await;
+            self.consuming.store(false, Ordering::Relaxed);
+            match result {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "lost RabbitMQ; reconnecting");
@@ -187,6 +255,7 @@ impl Consumer {
                 .await?;
             consumers.push(consumer);
         }
+        self.consuming.store(true, Ordering::Relaxed);
         tracing::info!(resources = ?self.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(), "consuming");
         let mut deliveries = futures::stream::select_all(consumers);
         loop {

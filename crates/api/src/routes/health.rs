@@ -13,6 +13,19 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// Prometheus metrics, in the text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics.render(&state.pool, &state.publisher).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 /// The process is up and serving.

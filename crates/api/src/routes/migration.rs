@@ -382,6 +382,11 @@ async fn submit_bulk(
     match submission {
         Submission::Created(job) => {
             state.relay_notify.notify_one();
+            state
+                .metrics
+                .jobs_accepted
+                .with_label_values(&[resource.as_str()])
+                .inc();
             let location = format!("/v1/entities/{}/migration/jobs/{}", job.entity_id, job.id);
             let mut response = (StatusCode::ACCEPTED, Json(job)).into_response();
             if let Ok(value) = HeaderValue::from_str(&location) {

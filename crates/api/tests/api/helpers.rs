@@ -98,6 +98,8 @@ fn with_database(url: &str, name: &str) -> String {
 pub struct WorkerHandle {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// Where it serves `/metrics`, `/healthz` and `/readyz`.
+    pub http_port: u16,
 }
 
 impl WorkerHandle {
@@ -176,6 +178,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     settings.http.max_body_bytes = options.max_body_bytes;
     settings.worker.chunk_size = options.chunk_size;
     settings.worker.lease_seconds = 5;
+    settings.worker.http_addr = "127.0.0.1:0".to_owned();
     settings.auth.key_secret = SecretString::from(format!("test-secret-{}", Uuid::new_v4()));
     // The tests make many requests in a burst with one key; the limits have
     // tests of their own, on a clock they move by hand.
@@ -231,7 +234,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         workers: Vec::new(),
     };
     for _ in 0..options.workers {
-        let worker = test_app.spawn_worker();
+        let worker = test_app.spawn_worker().await;
         test_app.workers.push(worker);
     }
     test_app
@@ -239,19 +242,19 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 
 impl TestApp {
     /// Starts one more worker consuming every resource.
-    pub fn spawn_worker(&self) -> WorkerHandle {
+    pub async fn spawn_worker(&self) -> WorkerHandle {
         let (stop, stopped) = oneshot::channel::<()>();
-        let settings = self.settings.clone();
-        let task = tokio::spawn(worker::run(
-            settings,
-            domain::Resource::ALL.to_vec(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let worker = worker::Worker::build(self.settings.clone(), domain::Resource::ALL.to_vec())
+            .await
+            .expect("the worker builds");
+        let http_port = worker.http_port();
+        let task = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
         WorkerHandle {
             stop: Some(stop),
             task,
+            http_port,
         }
     }
 

@@ -72,7 +72,7 @@ async fn a_job_goes_from_pending_to_running_to_completed() {
         .execute(&mut *blocker)
         .await
         .expect("lock");
-    let worker = app.spawn_worker();
+    let worker = app.spawn_worker().await;
     eventually("the job to run", || async {
         app.get_job(&id).await["status"] == "running"
     })

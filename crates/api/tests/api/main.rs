@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod idempotency;
 mod jobs;
+mod operations;
 mod products;
 mod reconciliation;
 mod records;

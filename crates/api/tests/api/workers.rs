@@ -44,8 +44,8 @@ async fn two_workers_drain_one_queue_without_processing_any_job_twice() {
     })
     .await;
 
-    let first = app.spawn_worker();
-    let second = app.spawn_worker();
+    let first = app.spawn_worker().await;
+    let second = app.spawn_worker().await;
     app.workers.extend([first, second]);
     for id in &ids {
         assert_eq!(app.wait_for_job(id).await["status"], "completed");
@@ -101,8 +101,8 @@ async fn a_duplicate_message_does_not_load_a_job_twice() {
     })
     .await;
 
-    let first = app.spawn_worker();
-    let second = app.spawn_worker();
+    let first = app.spawn_worker().await;
+    let second = app.spawn_worker().await;
     app.workers.extend([first, second]);
     let done = app.wait_for_job(&id).await;
     assert_eq!(done["succeeded_records"], 50);
@@ -154,7 +154,7 @@ async fn a_committed_job_the_api_never_published_is_relayed_by_a_worker() {
     assert_eq!(app.count("job_outbox").await, 1);
 
     app.settings.amqp.relay_interval_ms = 100;
-    let worker = app.spawn_worker();
+    let worker = app.spawn_worker().await;
     app.workers.push(worker);
     let done = app.wait_for_job(&job.id.to_string()).await;
     assert_eq!(done["status"], "completed");
@@ -252,7 +252,7 @@ async fn a_job_whose_worker_died_is_resumed_at_its_checkpoint_and_the_dead_worke
     assert_eq!(app.get_job(&id.to_string()).await["processed_records"], 100);
 
     // Another worker takes the job over once the lease has expired.
-    let worker = app.spawn_worker();
+    let worker = app.spawn_worker().await;
     app.workers.push(worker);
     let done = app.wait_for_job(&id.to_string()).await;
     assert_eq!(done["status"], "completed");
@@ -288,7 +288,7 @@ async fn a_job_that_keeps_failing_is_ended_with_its_records_accounted_for() {
         .execute(&app.pool)
         .await
         .expect("attempts");
-    let worker = app.spawn_worker();
+    let worker = app.spawn_worker().await;
     app.workers.push(worker);
     let done = app.wait_for_job(job["id"].as_str().expect("id")).await;
     assert_eq!(done["status"], "failed");

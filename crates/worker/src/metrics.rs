@@ -1,0 +1,115 @@
+//! The worker's Prometheus metrics, served at `/metrics` on the worker's own
+//! address: jobs by resource and final status, records by resource and
+//! outcome, job and chunk durations, jobs in hand, and the database pool.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use sqlx::PgPool;
+
+pub struct WorkerMetrics {
+    registry: Registry,
+    pub jobs_finished: IntCounterVec,
+    pub records: IntCounterVec,
+    pub job_duration: HistogramVec,
+    pub chunk_duration: HistogramVec,
+    pub jobs_in_flight: IntGauge,
+    db_pool: IntGaugeVec,
+}
+
+impl WorkerMetrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("arcus".to_owned()), None).expect("a valid registry prefix");
+        let seconds = vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+        let jobs_finished = IntCounterVec::new(
+            Opts::new(
+                "worker_jobs_finished_total",
+                "Jobs this worker ended, by resource and final status",
+            ),
+            &["resource", "status"],
+        )
+        .expect("valid metric");
+        let records = IntCounterVec::new(
+            Opts::new(
+                "worker_records_total",
+                "Records committed, by resource and outcome",
+            ),
+            &["resource", "outcome"],
+        )
+        .expect("valid metric");
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "worker_job_duration_seconds",
+                "Time from claim to final status",
+            )
+            .buckets(seconds.clone()),
+            &["resource"],
+        )
+        .expect("valid metric");
+        let chunk_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "worker_chunk_duration_seconds",
+                "Time to load and commit one chunk",
+            )
+            .buckets(seconds),
+            &["resource"],
+        )
+        .expect("valid metric");
+        let jobs_in_flight = IntGauge::new("worker_jobs_in_flight", "Jobs this worker is running")
+            .expect("valid metric");
+        let db_pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections by state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(jobs_finished.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(records.clone()),
+            Box::new(job_duration.clone()),
+            Box::new(chunk_duration.clone()),
+            Box::new(jobs_in_flight.clone()),
+            Box::new(db_pool.clone()),
+        ] {
+            registry
+                .register(metric)
+                .expect("each metric registers once");
+        }
+        Self {
+            registry,
+            jobs_finished,
+            records,
+            job_duration,
+            chunk_duration,
+            jobs_in_flight,
+            db_pool,
+        }
+    }
+
+    pub fn render(&self, pool: &PgPool) -> String {
+        self.db_pool
+            .with_label_values(&["open"])
+            .set(i64::from(pool.size()));
+        self.db_pool
+            .with_label_values(&["idle"])
+            .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("metrics encode to text");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+impl std::fmt::Debug for WorkerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerMetrics(..)")
+    }
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
