@@ -247,8 +247,7 @@ async fn readiness_follows_postgres_and_rabbitmq() {
     let amqp_url = app.settings.amqp.url().to_owned();
     let host_port = |url: &str| {
         let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
-        let authority = after_at.split('/').next().expect("authority").to_owned();
-        authority
+        after_at.split('/').next().expect("authority").to_owned()
     };
     let pg = Proxy::to(host_port(&db_url)).await;
     let mq = Proxy::to(host_port(&amqp_url)).await;
