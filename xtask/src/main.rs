@@ -2,8 +2,11 @@
 //!
 //! - `up`: migrates the local database, creates a demo entity and test key,
 //!   prints a ready-to-paste curl, and runs the API and two workers until Ctrl-C.
-//! - `test`: checks formatting and runs the whole test suite against the local
-//!   Postgres and RabbitMQ (or, when they are not running, containers).
+//! - `test`: checks formatting, runs `deploy-check`, then the whole test suite
+//!   against the local Postgres and RabbitMQ (or, when they are not running,
+//!   containers).
+//! - `deploy-check`: renders the Kubernetes overlays and validates them
+//!   offline against the Kubernetes schemas, and checks the compose file.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,12 +28,16 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "up" => up(),
         "test" => test(&rest),
+        "deploy-check" => deploy_check(),
         _ => {
-            eprintln!("usage: cargo xtask <up|test> [args]");
+            eprintln!("usage: cargo xtask <up|test|deploy-check> [args]");
             eprintln!(
                 "  up     run the service locally: migrations, demo key, API and two workers"
             );
-            eprintln!("  test   check formatting and run every test");
+            eprintln!("  test   check formatting, deploy-check, then run every test");
+            eprintln!(
+                "  deploy-check   validate the Kubernetes manifests and compose file offline"
+            );
             bail!("unknown task '{task}'")
         }
     }
@@ -87,7 +94,74 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     {
         run(cargo().args(["install", "cargo-nextest", "--locked"]))?;
     }
+    // The suite runs last, so its summary closes the output.
+    deploy_check()?;
     run(&mut nextest)
+}
+
+/// The Kubernetes version the manifests are validated against.
+const KUBERNETES_VERSION: &str = "1.30.0";
+
+/// `cargo xtask deploy-check`: no cluster is needed. The overlays are rendered
+/// with `kubectl kustomize` and validated with `kubernetes-validate` (installed
+/// from `deploy/requirements.txt` into `target/deploy-venv`), which knows every
+/// built-in kind; KEDA's ScaledObject is a custom resource it has no schema
+/// for, so its "no schema" warning is the one warning allowed.
+fn deploy_check() -> anyhow::Result<()> {
+    let root = root();
+    let venv = root.join("target/deploy-venv");
+    let validator = venv.join("bin/kubernetes-validate");
+    if !validator.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "-r"])
+            .arg(root.join("deploy/requirements.txt")))?;
+    }
+    for overlay in ["dev", "prod"] {
+        let rendered = output(
+            Command::new("kubectl")
+                .args(["kustomize"])
+                .arg(root.join("deploy/k8s/overlays").join(overlay)),
+        )?;
+        let file = root.join(format!("target/k8s-{overlay}.yaml"));
+        std::fs::write(&file, rendered)?;
+        let out = Command::new(&validator)
+            .args(["--strict", "-k", KUBERNETES_VERSION])
+            .arg(&file)
+            .output()
+            .context("running kubernetes-validate")?;
+        let report = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        let unexpected: Vec<&str> = report
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .filter(|l| !l.contains("kind ScaledObject with api version keda.sh/v1alpha1"))
+            .collect();
+        if !out.status.success() || !unexpected.is_empty() {
+            bail!("{overlay} overlay is not valid Kubernetes {KUBERNETES_VERSION}:\n{report}");
+        }
+        let passed = report.lines().filter(|l| l.contains("passed")).count();
+        println!(
+            "deploy-check: {overlay} overlay: {passed} resources valid for Kubernetes {KUBERNETES_VERSION}"
+        );
+    }
+    // The compose file: valid YAML whose depends_on name real services.
+    let script = r#"
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+services = doc["services"]
+for name, svc in services.items():
+    deps = svc.get("depends_on", {})
+    for dep in (deps if isinstance(deps, list) else deps.keys()):
+        assert dep in services, f"{name} depends on unknown service {dep}"
+        cond = deps[dep].get("condition") if isinstance(deps, dict) else None
+        if cond == "service_healthy":
+            assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, which has no healthcheck"
+print(f"deploy-check: docker-compose.yml: {len(services)} services, dependencies consistent")
+"#;
+    run(Command::new(venv.join("bin/python"))
+        .args(["-c", script])
+        .arg(root.join("docker-compose.yml")))
 }
 
 /// `cargo xtask up`
