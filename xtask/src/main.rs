@@ -177,16 +177,23 @@ fn up() -> anyhow::Result<()> {
         "key", "create", "--entity", &entity, "--mode", "test", "--scopes", ALL_SCOPES,
     ]))?;
 
-    let mut children = vec![spawn(&bin.join("arcus-api"), "api")?];
+    let mut children = vec![spawn(Command::new(bin.join("arcus-api")), "api")?];
     for i in 1..=2 {
-        children.push(spawn(&bin.join("arcus-worker"), &format!("worker {i}"))?);
+        // Each worker serves its probes and metrics on a port of its own.
+        let mut worker = Command::new(bin.join("arcus-worker"));
+        worker.env(
+            "ARCUS__WORKER__HTTP_ADDR",
+            format!("127.0.0.1:{}", 9090 + i),
+        );
+        children.push(spawn(worker, &format!("worker {i}"))?);
     }
     let addr = std::env::var("ARCUS__HTTP__ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     wait_ready(&arcusctl, &addr, &mut children)?;
 
     println!(
         r#"
-Arcus migration service is up: API on http://{addr}, two workers.
+Arcus migration service is up: API on http://{addr}, two workers
+(probes and metrics on 127.0.0.1:9091 and 127.0.0.1:9092).
 
   entity:  {entity}
   key:     {key}   (test mode, every scope; shown once)
@@ -218,8 +225,8 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
-fn spawn(program: &Path, name: &str) -> anyhow::Result<(String, Child)> {
-    let child = Command::new(program)
+fn spawn(mut command: Command, name: &str) -> anyhow::Result<(String, Child)> {
+    let child = command
         .spawn()
         .with_context(|| format!("starting {name}"))?;
     Ok((name.to_owned(), child))
