@@ -6,7 +6,10 @@
 //!   against the local Postgres and RabbitMQ (or, when they are not running,
 //!   containers).
 //! - `deploy-check`: renders the Kubernetes overlays and validates them
-//!   offline against the Kubernetes schemas, and checks the compose file.
+//!   offline against the Kubernetes schemas, checks the compose file, and
+//!   validates `openapi.json` against the OpenAPI 3.1 schema.
+//! - `openapi`: writes `openapi.json` from the code (after an API change; a
+//!   test fails while the committed file differs from what the API serves).
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -29,15 +32,17 @@ fn main() -> anyhow::Result<()> {
         "up" => up(),
         "test" => test(&rest),
         "deploy-check" => deploy_check(),
+        "openapi" => openapi(),
         _ => {
-            eprintln!("usage: cargo xtask <up|test|deploy-check> [args]");
+            eprintln!("usage: cargo xtask <up|test|deploy-check|openapi> [args]");
             eprintln!(
                 "  up     run the service locally: migrations, demo key, API and two workers"
             );
             eprintln!("  test   check formatting, deploy-check, then run every test");
             eprintln!(
-                "  deploy-check   validate the Kubernetes manifests and compose file offline"
+                "  deploy-check   validate the Kubernetes manifests, compose file and openapi.json"
             );
+            eprintln!("  openapi   write openapi.json from the code");
             bail!("unknown task '{task}'")
         }
     }
@@ -145,6 +150,7 @@ fn deploy_check() -> anyhow::Result<()> {
             "deploy-check: {overlay} overlay: {passed} resources valid for Kubernetes {KUBERNETES_VERSION}"
         );
     }
+    run(Command::new(venv.join("bin/openapi-spec-validator")).arg(root.join("openapi.json")))?;
     // The compose file: valid YAML whose depends_on name real services.
     let script = r#"
 import sys, yaml
@@ -162,6 +168,23 @@ print(f"deploy-check: docker-compose.yml: {len(services)} services, dependencies
     run(Command::new(venv.join("bin/python"))
         .args(["-c", script])
         .arg(root.join("docker-compose.yml")))
+}
+
+/// `cargo xtask openapi`
+fn openapi() -> anyhow::Result<()> {
+    let document = output(cargo().args([
+        "run",
+        "--quiet",
+        "-p",
+        "api",
+        "--bin",
+        "arcus-api",
+        "--",
+        "openapi",
+    ]))?;
+    std::fs::write(root().join("openapi.json"), document + "\n")?;
+    println!("wrote openapi.json");
+    Ok(())
 }
 
 /// `cargo xtask up`

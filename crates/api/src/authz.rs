@@ -28,7 +28,15 @@ pub enum Policy {
 /// route has none (a programming error) or the method is not served there.
 pub fn policy(method: &Method, template: &str, resource: Option<&str>) -> Option<Policy> {
     use Policy::{Public, Scopes};
-    if matches!(template, "/healthz" | "/readyz" | "/metrics") {
+    if matches!(
+        template,
+        "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/openapi.json"
+            | "/docs"
+            | "/docs/redoc.standalone.js"
+    ) {
         return (method == Method::GET).then_some(Public);
     }
     let rest = template.strip_prefix("/v1/entities/{entity_id}/")?;

@@ -10,6 +10,7 @@ mod authz;
 mod context;
 pub mod error;
 mod metrics;
+pub mod openapi;
 pub mod ratelimit;
 mod routes;
 mod server;
@@ -155,6 +156,7 @@ impl Application {
 pub fn router(state: AppState, http: &HttpSettings) -> Router {
     Router::new()
         .merge(routes::health::router())
+        .merge(routes::docs::router())
         .merge(routes::migration::router())
         .merge(routes::records::router())
         .merge(routes::reconciliation::router())

@@ -1,5 +1,6 @@
 //! The routes, one module per area; each exposes its own `router()`.
 
+pub mod docs;
 pub mod health;
 pub mod migration;
 pub mod reconciliation;

@@ -489,6 +489,11 @@ async fn issue_key(pool: &PgPool, settings: &Settings, new: auth::NewKey) -> aut
         .expect("key is issued")
 }
 
+/// The API's OpenAPI document.
+pub fn openapi() -> Value {
+    api::openapi::document()
+}
+
 /// Waits for a condition with a deadline.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

@@ -291,3 +291,91 @@ async fn readiness_follows_postgres_and_rabbitmq() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_served_document_is_the_committed_openapi_json() {
+    let app = spawn_app().await;
+    let served = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(served.status(), 200);
+    let served = served.text().await.expect("text");
+    let committed = include_str!("../../../../openapi.json");
+    assert!(
+        served == committed,
+        "openapi.json differs from what the API serves: run `cargo xtask openapi` and commit it"
+    );
+    let document: Value = serde_json::from_str(&served).expect("JSON");
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn the_docs_page_is_served_with_its_own_assets() {
+    let app = spawn_app().await;
+    let page = app.client.get(app.url("/docs")).send().await.expect("sent");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("html");
+    assert!(page.contains(r#"<script src="/docs/redoc.standalone.js">"#));
+    assert!(page.contains(r#"spec-url="/openapi.json""#));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no asset from elsewhere"
+    );
+    let script = app
+        .client
+        .get(app.url("/docs/redoc.standalone.js"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/javascript")
+    );
+    assert!(script.bytes().await.expect("bytes").len() > 100_000);
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = spawn_app().await;
+    let document = crate::helpers::openapi();
+    let paths = document["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (template, item) in paths {
+        let path = template
+            .replace("{entity_id}", &app.entity_id.to_string())
+            .replace("{resource}", "products")
+            .replace("{job_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{id}", &uuid::Uuid::now_v7().to_string());
+        for method in item.as_object().expect("operations").keys() {
+            operations += 1;
+            let method: reqwest::Method = method.to_uppercase().parse().expect("a method");
+            let mut request = app.request(method.clone(), &path);
+            if method == reqwest::Method::POST {
+                request = request.json(&json!({}));
+            }
+            let response = request.send().await.expect("sent");
+            let status = response.status();
+            assert_ne!(
+                status, 405,
+                "{method} {template} is documented but not served"
+            );
+            if status == 404 {
+                let error: Value = response.json().await.expect("json");
+                assert_ne!(
+                    error["error"], "no such endpoint; see the API reference for the routes",
+                    "{method} {template} is documented but not routed"
+                );
+            }
+        }
+    }
+    // healthz, readyz, metrics; bulk, jobs, job; 6 resources x 3; 2 GL; 2
+    // reconciliation. (/openapi.json and /docs serve the document itself.)
+    assert_eq!(operations, 3 + 3 + 18 + 2 + 2);
+}

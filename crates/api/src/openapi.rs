@@ -1,0 +1,1233 @@
+//! The OpenAPI 3.1 document of the API, built from the same tables the router
+//! and the authorization layer use: the resources (`Resource::ALL`), their
+//! routes, and each route's scopes (`authz::policy`). It is served at
+//! `/openapi.json` and committed as `openapi.json`; a test fails when the two
+//! differ, and `cargo xtask deploy-check` validates it against the OpenAPI
+//! 3.1 schema. `/docs` renders it with Redoc, served by the API itself.
+
+use axum::http::Method;
+use domain::Resource;
+use serde_json::{Map, Value, json};
+
+use crate::authz::{Policy, policy};
+
+const ENTITY: &str = "/v1/entities/{entity_id}";
+
+fn string(description: &str) -> Value {
+    json!({"type": "string", "description": description})
+}
+
+fn nullable_string(description: &str) -> Value {
+    json!({"type": ["string", "null"], "description": description})
+}
+
+fn money(description: &str) -> Value {
+    json!({"type": "number", "description": format!("{description} Exact decimal, at most 4 decimal places.")})
+}
+
+fn nullable_money(description: &str) -> Value {
+    json!({"type": ["number", "null"], "description": description})
+}
+
+fn date(description: &str) -> Value {
+    json!({"type": "string", "format": "date", "description": description})
+}
+
+fn uuid(description: &str) -> Value {
+    json!({"type": "string", "format": "uuid", "description": description})
+}
+
+fn timestamp(description: &str) -> Value {
+    json!({"type": "string", "format": "date-time", "description": description})
+}
+
+fn one_of(values: &[&str], description: &str) -> Value {
+    json!({"type": "string", "enum": values, "description": description})
+}
+
+fn reference(schema: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{schema}")})
+}
+
+fn array(items: Value, description: &str) -> Value {
+    json!({"type": "array", "items": items, "description": description})
+}
+
+fn object(required: &[&str], properties: Vec<(&str, Value)>) -> Value {
+    let properties: Map<String, Value> = properties
+        .into_iter()
+        .map(|(name, schema)| (name.to_owned(), schema))
+        .collect();
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+/// `<name>_id` or `<name>_external_id`: exactly one of them.
+fn reference_pair(
+    what: &str,
+    properties: &mut Vec<(&'static str, Value)>,
+    id: &'static str,
+    external: &'static str,
+) {
+    properties.push((id, uuid(&format!("The {what}'s id; or give {external}."))));
+    properties.push((
+        external,
+        string(&format!(
+            "The {what}'s external_id from the same external_source; or give {id}."
+        )),
+    ));
+}
+
+fn gl_pair(properties: &mut Vec<(&'static str, Value)>) {
+    properties.push((
+        "gl_account_id",
+        uuid("A postable GL account's id; or give gl_account_number."),
+    ));
+    properties.push((
+        "gl_account_number",
+        string("A postable GL account's number (e.g. 6010); or give gl_account_id."),
+    ));
+}
+
+/// The canonical create payload of a resource (what a bulk record holds,
+/// less `external_id`).
+fn create_payload(resource: Resource) -> Value {
+    match resource {
+        Resource::Accounts => object(
+            &["name", "account_type"],
+            vec![
+                ("name", string("At most 200 characters.")),
+                (
+                    "account_type",
+                    one_of(
+                        &["business", "individual", "lead", "vendor"],
+                        "business, individual and lead are customers; vendor is a supplier.",
+                    ),
+                ),
+                ("email", string("An email address.")),
+                ("phone", string("At most 50 characters.")),
+                ("credit_limit", money("Credit limit.")),
+                (
+                    "addresses",
+                    array(
+                        object(
+                            &["type"],
+                            vec![
+                                ("type", one_of(&["billing", "shipping"], "Address type.")),
+                                ("line1", string("")),
+                                ("line2", string("")),
+                                ("city", string("")),
+                                ("state", string("")),
+                                ("zip", string("")),
+                                ("country", string("")),
+                                (
+                                    "is_default_billing",
+                                    json!({"type": "boolean", "description": "At most one per account."}),
+                                ),
+                                (
+                                    "is_default_shipping",
+                                    json!({"type": "boolean", "description": "At most one per account."}),
+                                ),
+                            ],
+                        ),
+                        "Addresses, replaced as one unit on update.",
+                    ),
+                ),
+            ],
+        ),
+        Resource::Products => {
+            let mut component = Vec::new();
+            reference_pair(
+                "component product",
+                &mut component,
+                "product_id",
+                "product_external_id",
+            );
+            component.push(("quantity", money("Greater than 0.")));
+            object(
+                &["title", "product_type"],
+                vec![
+                    ("title", string("At most 255 characters.")),
+                    (
+                        "product_type",
+                        one_of(
+                            &["physical", "service", "kit", "box", "variant_parent"],
+                            "Product type.",
+                        ),
+                    ),
+                    (
+                        "sku",
+                        string(
+                            "Unique per entity and mode, variants included; at most 100 characters.",
+                        ),
+                    ),
+                    ("description", string("At most 10,000 characters.")),
+                    ("list_price", money("List price, not negative.")),
+                    ("cost", money("Cost, not negative.")),
+                    (
+                        "components",
+                        array(
+                            object(&["quantity"], component),
+                            "Kits and boxes only; may name a product earlier in the same batch.",
+                        ),
+                    ),
+                    (
+                        "variants",
+                        array(
+                            object(
+                                &["title", "product_type"],
+                                vec![
+                                    ("title", string("")),
+                                    ("sku", string("")),
+                                    ("product_type", one_of(&["physical", "service"], "")),
+                                ],
+                            ),
+                            "Variant parents only.",
+                        ),
+                    ),
+                ],
+            )
+        }
+        Resource::Orders => {
+            let mut properties = vec![(
+                "document_type",
+                one_of(
+                    &[
+                        "quote",
+                        "sales_order",
+                        "invoice",
+                        "return",
+                        "purchase_order",
+                    ],
+                    "Default sales_order.",
+                ),
+            )];
+            reference_pair(
+                "account (a customer; a vendor for purchase orders)",
+                &mut properties,
+                "account_id",
+                "account_external_id",
+            );
+            let mut line = Vec::new();
+            reference_pair("product", &mut line, "product_id", "product_external_id");
+            line.push(("quantity", json!({"type": "integer", "minimum": 1})));
+            line.push((
+                "sell_rate",
+                money("Unit price; defaults to the product's list_price."),
+            ));
+            properties.extend([
+                ("order_date", date("Order date.")),
+                ("notes", string("At most 5,000 characters.")),
+                (
+                    "line_items",
+                    array(
+                        object(&["quantity"], line),
+                        "At least one; replaced as one unit on update.",
+                    ),
+                ),
+            ]);
+            object(&["order_date", "line_items"], properties)
+        }
+        Resource::JournalEntries => {
+            let mut line = Vec::new();
+            gl_pair(&mut line);
+            line.extend([
+                (
+                    "debit_amount",
+                    money("Exactly one of debit_amount and credit_amount is greater than 0."),
+                ),
+                (
+                    "credit_amount",
+                    money("Exactly one of debit_amount and credit_amount is greater than 0."),
+                ),
+                ("description", string("")),
+            ]);
+            object(
+                &["entry_date", "lines"],
+                vec![
+                    (
+                        "entry_date",
+                        date(
+                            "Refused in a closed period (period_closed) unless bypass_period_check.",
+                        ),
+                    ),
+                    ("description", string("")),
+                    (
+                        "bypass_period_check",
+                        json!({"type": "boolean", "description": "Post into a closed period; needs migration:write. Audited."}),
+                    ),
+                    (
+                        "lines",
+                        array(
+                            object(&[], line),
+                            "At least 2; debits must equal credits (gl_imbalance).",
+                        ),
+                    ),
+                ],
+            )
+        }
+        Resource::VendorBills => {
+            let mut properties = Vec::new();
+            reference_pair(
+                "vendor account",
+                &mut properties,
+                "vendor_id",
+                "vendor_external_id",
+            );
+            let mut item = vec![
+                ("description", string("")),
+                ("quantity", money("Default 1.")),
+                ("unit_cost", money("unit_cost or amount; both must agree.")),
+                ("amount", money("unit_cost or amount; both must agree.")),
+            ];
+            reference_pair(
+                "product (optional)",
+                &mut item,
+                "product_id",
+                "product_external_id",
+            );
+            gl_pair(&mut item);
+            properties.extend([
+                ("bill_date", date("Bill date.")),
+                ("due_date", date("Not before bill_date.")),
+                ("vendor_invoice_number", string("")),
+                ("notes", string("")),
+                (
+                    "items",
+                    array(
+                        object(&[], item),
+                        "At least one; replaced as one unit on update.",
+                    ),
+                ),
+            ]);
+            object(&["bill_date", "items"], properties)
+        }
+        Resource::ApPayments => {
+            let mut properties = Vec::new();
+            reference_pair(
+                "vendor account",
+                &mut properties,
+                "vendor_id",
+                "vendor_external_id",
+            );
+            let mut application = Vec::new();
+            reference_pair(
+                "bill (of the same vendor, with that much open)",
+                &mut application,
+                "bill_id",
+                "bill_external_id",
+            );
+            application.push(("amount", money("Greater than 0.")));
+            properties.extend([
+                ("payment_date", date("Payment date.")),
+                ("amount", money("Greater than 0.")),
+                (
+                    "method",
+                    one_of(
+                        &["check", "ach", "wire", "credit_card", "cash", "other"],
+                        "Payment method.",
+                    ),
+                ),
+                ("reference", string("")),
+                (
+                    "applications",
+                    array(
+                        object(&["amount"], application),
+                        "Adding up to at most amount.",
+                    ),
+                ),
+            ]);
+            object(&["payment_date", "amount", "method"], properties)
+        }
+    }
+}
+
+/// The object a resource is read back as.
+fn record_object(resource: Resource) -> Value {
+    let common = |object_name: &str, mut properties: Vec<(&'static str, Value)>| {
+        let mut all = vec![
+            ("id", uuid("The record's id.")),
+            ("object", one_of(&[object_name], "")),
+        ];
+        all.append(&mut properties);
+        all.extend([
+            (
+                "external_source",
+                nullable_string("Provenance: the source system (null once replaced)."),
+            ),
+            (
+                "external_id",
+                nullable_string("Provenance: the id in the source system."),
+            ),
+            ("created_at", timestamp("")),
+            ("updated_at", timestamp("")),
+        ]);
+        object(&["id", "object", "created_at"], all)
+    };
+    let children = |description: &str| json!({"type": "array", "items": {"type": "object"}, "description": description});
+    match resource {
+        Resource::Accounts => common(
+            "account",
+            vec![
+                (
+                    "account_number",
+                    string("Assigned: CUST-00001 or VEND-00001."),
+                ),
+                ("name", string("")),
+                ("account_type", string("")),
+                ("email", nullable_string("")),
+                ("phone", nullable_string("")),
+                ("credit_limit", nullable_money("")),
+                ("addresses", children("As submitted.")),
+            ],
+        ),
+        Resource::Products => common(
+            "product",
+            vec![
+                ("title", string("")),
+                ("product_type", string("")),
+                ("sku", nullable_string("")),
+                ("description", nullable_string("")),
+                ("list_price", nullable_money("")),
+                ("cost", nullable_money("")),
+                ("components", children("product_id and quantity.")),
+                ("variants", children("id, title, sku, product_type.")),
+            ],
+        ),
+        Resource::Orders => common(
+            "order",
+            vec![
+                (
+                    "order_number",
+                    string("Assigned per document type: QUO-, SO-, INV-, RMA-, PO-."),
+                ),
+                ("document_type", string("")),
+                ("account_id", uuid("")),
+                ("order_date", date("")),
+                ("notes", nullable_string("")),
+                ("subtotal", money("Computed.")),
+                ("order_total", money("Computed.")),
+                (
+                    "balance_due",
+                    money("Computed: the total, 0 for quotes and returns."),
+                ),
+                (
+                    "line_items",
+                    children("product_id, quantity, sell_rate, line_total."),
+                ),
+            ],
+        ),
+        Resource::JournalEntries => common(
+            "journal_entry",
+            vec![
+                ("entry_number", string("Assigned: JE-00001.")),
+                ("entry_date", date("")),
+                ("description", nullable_string("")),
+                ("bypassed_period_check", json!({"type": "boolean"})),
+                ("total_debits", money("Computed.")),
+                ("total_credits", money("Computed.")),
+                (
+                    "lines",
+                    children(
+                        "gl_account_id, gl_account_number, debit_amount, credit_amount, description.",
+                    ),
+                ),
+            ],
+        ),
+        Resource::VendorBills => common(
+            "vendor_bill",
+            vec![
+                ("bill_number", string("Assigned: BILL-00001.")),
+                ("vendor_id", uuid("")),
+                ("bill_date", date("")),
+                (
+                    "due_date",
+                    json!({"type": ["string", "null"], "format": "date"}),
+                ),
+                ("vendor_invoice_number", nullable_string("")),
+                ("notes", nullable_string("")),
+                ("bill_total", money("Computed.")),
+                ("amount_paid", money("Computed.")),
+                ("balance_due", money("Computed.")),
+                (
+                    "items",
+                    children(
+                        "description, quantity, unit_cost, amount, product_id, gl_account_id, gl_account_number.",
+                    ),
+                ),
+            ],
+        ),
+        Resource::ApPayments => common(
+            "ap_payment",
+            vec![
+                ("payment_number", string("Assigned: PAY-00001.")),
+                ("vendor_id", uuid("")),
+                ("payment_date", date("")),
+                ("amount", money("")),
+                ("method", string("")),
+                ("reference", nullable_string("")),
+                ("amount_applied", money("Computed.")),
+                ("applications", children("bill_id, bill_number, amount.")),
+            ],
+        ),
+    }
+}
+
+/// A schema name for a resource (`JournalEntry`).
+fn schema_name(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Accounts => "Account",
+        Resource::Products => "Product",
+        Resource::Orders => "Order",
+        Resource::JournalEntries => "JournalEntry",
+        Resource::VendorBills => "VendorBill",
+        Resource::ApPayments => "ApPayment",
+    }
+}
+
+fn list_of(item: &str) -> Value {
+    object(
+        &["object", "data", "has_more", "next_cursor"],
+        vec![
+            ("object", one_of(&["list"], "")),
+            ("data", array(reference(item), "Newest first.")),
+            ("has_more", json!({"type": "boolean"})),
+            (
+                "next_cursor",
+                json!({"type": ["string", "null"], "format": "uuid", "description": "Pass as starting_after for the next page."}),
+            ),
+            (
+                "total_count",
+                json!({"type": "integer", "description": "With include_count=true only."}),
+            ),
+        ],
+    )
+}
+
+fn schemas() -> Map<String, Value> {
+    let mut schemas = Map::new();
+    let job_error = object(
+        &["index", "external_id", "error", "code"],
+        vec![
+            (
+                "index",
+                json!({"type": "integer", "description": "Position in the submitted records array."}),
+            ),
+            (
+                "external_id",
+                nullable_string("The record's external_id, if it had one."),
+            ),
+            ("error", string("What went wrong, for people.")),
+            (
+                "code",
+                string(
+                    "Stable machine code (missing_required_field, duplicate_sku, reference_not_found, gl_imbalance, ...).",
+                ),
+            ),
+            (
+                "param",
+                string("The offending field's path inside the record (lines[1].credit_amount)."),
+            ),
+            (
+                "hint",
+                string("How to fix it, where the message does not say."),
+            ),
+        ],
+    );
+    let counts = ["total_records", "succeeded_records", "failed_records"];
+    let job = object(
+        &[
+            "id",
+            "object",
+            "entity_id",
+            "resource",
+            "status",
+            "dry_run",
+            "conflict_mode",
+            "external_source",
+            "total_records",
+            "processed_records",
+            "succeeded_records",
+            "failed_records",
+            "errors",
+            "started_at",
+            "completed_at",
+            "created_at",
+        ],
+        vec![
+            ("id", uuid("")),
+            ("object", one_of(&["migration_job"], "")),
+            ("entity_id", uuid("")),
+            ("resource", one_of(&resource_names(), "")),
+            (
+                "status",
+                one_of(
+                    &["pending", "running", "completed", "partial", "failed"],
+                    "completed: every record succeeded; partial: some failed; failed: none succeeded, or the batch was aborted.",
+                ),
+            ),
+            ("dry_run", json!({"type": "boolean"})),
+            (
+                "conflict_mode",
+                one_of(&["skip", "update", "replace", "error"], ""),
+            ),
+            ("external_source", string("")),
+            ("total_records", json!({"type": "integer"})),
+            (
+                "processed_records",
+                json!({"type": "integer", "description": "Always succeeded_records + failed_records."}),
+            ),
+            ("succeeded_records", json!({"type": "integer"})),
+            ("failed_records", json!({"type": "integer"})),
+            (
+                "errors",
+                array(
+                    reference("JobError"),
+                    "One per failed record, in index order.",
+                ),
+            ),
+            (
+                "started_at",
+                json!({"type": ["string", "null"], "format": "date-time"}),
+            ),
+            (
+                "completed_at",
+                json!({"type": ["string", "null"], "format": "date-time"}),
+            ),
+            ("created_at", timestamp("")),
+        ],
+    );
+    let mut dry_run_properties = vec![
+        ("object", one_of(&["migration_dry_run_result"], "")),
+        ("dry_run", json!({"type": "boolean", "const": true})),
+        ("resource", one_of(&resource_names(), "")),
+        ("external_source", string("")),
+        (
+            "conflict_mode",
+            one_of(&["skip", "update", "replace", "error"], ""),
+        ),
+    ];
+    for name in counts.iter().chain(&[
+        "created_records",
+        "updated_records",
+        "skipped_records",
+        "replaced_records",
+    ]) {
+        dry_run_properties.push((name, json!({"type": "integer"})));
+    }
+    dry_run_properties.push(("errors", array(reference("JobError"), "")));
+    let mut records = Map::new();
+    for resource in Resource::ALL {
+        let mut payload = create_payload(resource);
+        payload["properties"]["external_id"] =
+            string("Required in a bulk record: the record's id in the source system.");
+        records.insert(
+            resource.as_str().to_owned(),
+            json!({"$ref": format!("#/components/schemas/{}Create", schema_name(resource))}),
+        );
+        schemas.insert(format!("{}Create", schema_name(resource)), payload);
+        schemas.insert(schema_name(resource).to_owned(), record_object(resource));
+        schemas.insert(
+            format!("{}List", schema_name(resource)),
+            list_of(schema_name(resource)),
+        );
+    }
+    let entries = [
+        (
+            "Error",
+            object(
+                &["error", "code", "type", "request_id"],
+                vec![
+                    ("error", string("What went wrong, for people.")),
+                    ("code", string("Stable machine code.")),
+                    (
+                        "type",
+                        one_of(
+                            &[
+                                "validation_error",
+                                "permission_error",
+                                "not_found",
+                                "conflict",
+                                "rate_limit",
+                                "internal",
+                            ],
+                            "",
+                        ),
+                    ),
+                    ("param", string("The offending parameter or field.")),
+                    ("hint", string("How to fix it.")),
+                    (
+                        "required",
+                        string("The scope the key lacks (insufficient_scope)."),
+                    ),
+                    (
+                        "request_id",
+                        string("The request's id, also in the X-Request-Id header."),
+                    ),
+                ],
+            ),
+        ),
+        ("JobError", job_error),
+        ("Job", job),
+        ("JobList", list_of("Job")),
+        (
+            "DryRunResult",
+            object(
+                &[
+                    "object",
+                    "dry_run",
+                    "total_records",
+                    "succeeded_records",
+                    "failed_records",
+                    "errors",
+                ],
+                dry_run_properties,
+            ),
+        ),
+        (
+            "BulkRequest",
+            object(
+                &["records", "external_source"],
+                vec![
+                    (
+                        "records",
+                        json!({"type": "array", "minItems": 1, "maxItems": 1000,
+                    "items": {"type": "object", "description": "The resource's create payload plus external_id; see the <Resource>Create schemas.",
+                              "x-payload-by-resource": records}}),
+                    ),
+                    (
+                        "external_source",
+                        json!({"type": "string", "minLength": 1, "maxLength": 60, "description": "The system the records come from (quickbooks, shopify, ...)."}),
+                    ),
+                    (
+                        "conflict_mode",
+                        one_of(
+                            &["skip", "update", "replace", "error"],
+                            "What happens to a record whose (external_source, external_id) exists. Default skip.",
+                        ),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "GlAccount",
+            object(
+                &["id", "object", "account_number"],
+                vec![
+                    ("id", uuid("")),
+                    ("object", one_of(&["gl_account"], "")),
+                    ("account_number", string("")),
+                    ("name", string("")),
+                    (
+                        "account_type",
+                        one_of(
+                            &["asset", "liability", "equity", "revenue", "expense", "cogs"],
+                            "",
+                        ),
+                    ),
+                    ("normal_balance", one_of(&["debit", "credit"], "")),
+                    (
+                        "parent_id",
+                        json!({"type": ["string", "null"], "format": "uuid"}),
+                    ),
+                    (
+                        "is_header",
+                        json!({"type": "boolean", "description": "Header accounts cannot be posted to."}),
+                    ),
+                    ("is_active", json!({"type": "boolean"})),
+                    ("created_at", timestamp("")),
+                ],
+            ),
+        ),
+        ("GlAccountList", list_of("GlAccount")),
+        (
+            "ReconciliationCounts",
+            object(
+                &["object", "data", "totals"],
+                vec![
+                    ("object", one_of(&["reconciliation_counts"], "")),
+                    (
+                        "data",
+                        array(
+                            object(
+                                &["resource", "count"],
+                                vec![
+                                    ("resource", one_of(&resource_names(), "")),
+                                    ("external_source", nullable_string("")),
+                                    ("count", json!({"type": "integer"})),
+                                ],
+                            ),
+                            "Records per resource and source.",
+                        ),
+                    ),
+                    (
+                        "totals",
+                        json!({"type": "object", "additionalProperties": {"type": "integer"}, "description": "Records per resource."}),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "TrialBalance",
+            object(
+                &[
+                    "object",
+                    "as_of_date",
+                    "accounts",
+                    "total_debits",
+                    "total_credits",
+                    "in_balance",
+                ],
+                vec![
+                    ("object", one_of(&["trial_balance"], "")),
+                    ("as_of_date", date("")),
+                    ("external_source", nullable_string("")),
+                    (
+                        "accounts",
+                        array(
+                            object(
+                                &[],
+                                vec![
+                                    ("gl_account_id", uuid("")),
+                                    ("account_number", string("")),
+                                    ("name", string("")),
+                                    ("account_type", string("")),
+                                    ("normal_balance", string("")),
+                                    ("debits", money("")),
+                                    ("credits", money("")),
+                                    ("balance", money("In the account's normal direction.")),
+                                ],
+                            ),
+                            "Accounts with postings on or before as_of_date.",
+                        ),
+                    ),
+                    ("total_debits", money("")),
+                    ("total_credits", money("")),
+                    ("in_balance", json!({"type": "boolean"})),
+                ],
+            ),
+        ),
+        (
+            "Readiness",
+            object(
+                &["status", "checks"],
+                vec![
+                    ("status", one_of(&["ready", "unavailable"], "")),
+                    (
+                        "checks",
+                        json!({"type": "object", "additionalProperties": {"type": "boolean"}}),
+                    ),
+                ],
+            ),
+        ),
+    ];
+    for (name, schema) in entries {
+        schemas.insert(name.to_owned(), schema);
+    }
+    schemas
+}
+
+fn resource_names() -> Vec<&'static str> {
+    Resource::ALL.iter().map(|r| r.as_str()).collect()
+}
+
+/// The error responses every authenticated operation can give.
+fn error_responses(extra: &[(&str, &str)]) -> Map<String, Value> {
+    let mut responses = Map::new();
+    let common = [
+        ("400", "A malformed request: see code and param."),
+        (
+            "401",
+            "missing_api_key, invalid_api_key or api_key_expired.",
+        ),
+        (
+            "403",
+            "entity_access_denied, insufficient_scope (see required) or ip_not_allowlisted.",
+        ),
+        ("408", "request_timeout: the request took too long."),
+        ("429", "rate_limit_exceeded: see the Retry-After header."),
+        ("500", "internal_error: nothing was applied."),
+    ];
+    for (status, description) in common.iter().chain(extra) {
+        responses.insert(
+            (*status).to_owned(),
+            json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}}),
+        );
+    }
+    responses
+}
+
+fn ok(status: &str, description: &str, schema: Value) -> (String, Value) {
+    (
+        status.to_owned(),
+        json!({"description": description, "content": {"application/json": {"schema": schema}}}),
+    )
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description,
+           "schema": {"type": "string", "format": "uuid"}})
+}
+
+fn query(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn paging() -> Vec<Value> {
+    vec![
+        query(
+            "limit",
+            "1 to 100, default 20.",
+            json!({"type": "integer", "minimum": 1, "maximum": 100}),
+        ),
+        query(
+            "starting_after",
+            "An id: the page after it.",
+            json!({"type": "string", "format": "uuid"}),
+        ),
+    ]
+}
+
+/// One operation, with the scopes its route's policy requires.
+// An OpenAPI operation has this many parts; a builder would only rename them.
+#[allow(clippy::too_many_arguments)]
+fn operation(
+    method: &Method,
+    template: &str,
+    summary: &str,
+    tag: &str,
+    parameters: Vec<Value>,
+    request: Option<Value>,
+    success: Vec<(String, Value)>,
+    errors: &[(&str, &str)],
+) -> Value {
+    let mut responses = error_responses(errors);
+    for (status, response) in success {
+        responses.insert(status, response);
+    }
+    let resource = template.contains("{resource}").then_some("products");
+    let mut op = json!({"summary": summary, "tags": [tag], "parameters": parameters, "responses": responses});
+    match policy(method, template, resource) {
+        Some(Policy::Scopes(mut scopes)) => {
+            let description = if resource.is_some() {
+                // The resource's own scope depends on the path: name only the common one.
+                scopes.truncate(1);
+                "migration:write and the resource's write scope (accounts:write, products:write, orders:write, accounting:write for journal-entries, purchasing:write for vendor-bills, payments:write for ap-payments).".to_owned()
+            } else {
+                scopes.join(", ")
+            };
+            op["security"] = json!([{"bearer": scopes}]);
+            op["description"] = json!(format!("Scopes: {description}"));
+        }
+        Some(Policy::Public) | None => {
+            op["security"] = json!([]);
+        }
+    }
+    if let Some(body) = request {
+        op["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": body}}});
+    }
+    op
+}
+
+fn paths() -> Map<String, Value> {
+    let mut paths = Map::new();
+    let mut add = |template: String, method: Method, op: Value| {
+        let item = paths.entry(template).or_insert_with(|| json!({}));
+        item[method.as_str().to_lowercase()] = op;
+    };
+    let entity = path_param("entity_id", "The entity the key belongs to.");
+
+    for (path, summary, schema) in [
+        ("/healthz", "The process is up.", json!({"type": "object"})),
+        (
+            "/readyz",
+            "Postgres and RabbitMQ reachable, migrations applied (503 otherwise).",
+            reference("Readiness"),
+        ),
+    ] {
+        add(
+            path.to_owned(),
+            Method::GET,
+            operation(
+                &Method::GET,
+                path,
+                summary,
+                "operations",
+                vec![],
+                None,
+                vec![ok("200", summary, schema)],
+                &[],
+            ),
+        );
+    }
+    add(
+        "/metrics".to_owned(),
+        Method::GET,
+        json!({
+            "summary": "Prometheus metrics in the text format.", "tags": ["operations"], "security": [],
+            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+        }),
+    );
+
+    let bulk = format!("{ENTITY}/migration/{{resource}}/bulk");
+    add(
+        bulk.clone(),
+        Method::POST,
+        operation(
+            &Method::POST,
+            &bulk,
+            "Submit up to 1,000 records as a job, or dry-run them.",
+            "migration",
+            vec![
+                entity.clone(),
+                json!({"name": "resource", "in": "path", "required": true, "schema": {"type": "string", "enum": resource_names()}}),
+                query(
+                    "dry_run",
+                    "true: run every rule synchronously and write nothing.",
+                    json!({"type": "boolean"}),
+                ),
+                json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                   "description": "At most 255 characters, kept 24 h: a retry with the same body replays the first response.",
+                   "schema": {"type": "string", "maxLength": 255}}),
+            ],
+            Some(reference("BulkRequest")),
+            vec![
+                ok("202", "The job, pending.", reference("Job")),
+                ok("200", "A dry run's result.", reference("DryRunResult")),
+            ],
+            &[
+                ("404", "unknown_resource."),
+                ("409", "idempotency_key_mismatch."),
+                ("413", "payload_too_large."),
+            ],
+        ),
+    );
+    let jobs = format!("{ENTITY}/migration/jobs");
+    let mut job_filters = vec![entity.clone()];
+    job_filters.extend(paging());
+    job_filters.extend([
+        query("resource", "Only jobs of this resource.", json!({"type": "string", "enum": resource_names()})),
+        query("status", "Only jobs in this status.", json!({"type": "string", "enum": ["pending", "running", "completed", "partial", "failed"]})),
+        query("created_after", "Only jobs created after this time.", json!({"type": "string", "format": "date-time"})),
+    ]);
+    add(
+        jobs.clone(),
+        Method::GET,
+        operation(
+            &Method::GET,
+            &jobs,
+            "List jobs, newest first.",
+            "migration",
+            job_filters,
+            None,
+            vec![ok("200", "A page of jobs.", reference("JobList"))],
+            &[],
+        ),
+    );
+    let job = format!("{ENTITY}/migration/jobs/{{job_id}}");
+    add(
+        job.clone(),
+        Method::GET,
+        operation(
+            &Method::GET,
+            &job,
+            "Get a job.",
+            "migration",
+            vec![entity.clone(), path_param("job_id", "The job.")],
+            None,
+            vec![ok("200", "The job.", reference("Job"))],
+            &[("404", "not_found.")],
+        ),
+    );
+
+    let list_filters = |with_provenance: bool| {
+        let mut params = vec![entity.clone()];
+        params.extend(paging());
+        params.push(query(
+            "include_count",
+            "true adds total_count.",
+            json!({"type": "boolean"}),
+        ));
+        if with_provenance {
+            params.push(query(
+                "external_source",
+                "Only records from this source.",
+                json!({"type": "string"}),
+            ));
+            params.push(query(
+                "external_id",
+                "Only the record with this external id.",
+                json!({"type": "string"}),
+            ));
+        }
+        params
+    };
+    for resource in Resource::ALL {
+        let name = schema_name(resource);
+        let list = format!("{ENTITY}/{}", resource.as_str());
+        add(
+            list.clone(),
+            Method::GET,
+            operation(
+                &Method::GET,
+                &list,
+                &format!("List {}.", resource.as_str()),
+                "records",
+                list_filters(true),
+                None,
+                vec![ok("200", "A page.", reference(&format!("{name}List")))],
+                &[],
+            ),
+        );
+        let mut payload = create_payload(resource);
+        payload["properties"]["external_source"] = string(
+            "With external_id: the record's provenance, and the source its references by external id resolve in.",
+        );
+        payload["properties"]["external_id"] =
+            string("With external_source: the record's id in the source system.");
+        add(
+            list.clone(),
+            Method::POST,
+            operation(
+                &Method::POST,
+                &list,
+                &format!(
+                    "Create one record of {} through the canonical handler.",
+                    resource.as_str()
+                ),
+                "records",
+                vec![entity.clone()],
+                Some(payload),
+                vec![ok("201", "The record.", reference(name))],
+                &[
+                    ("409", "external_id_conflict, duplicate_sku, ..."),
+                    ("413", "payload_too_large."),
+                    ("422", "A rule of the resource: see code and param."),
+                ],
+            ),
+        );
+        let one = format!("{ENTITY}/{}/{{id}}", resource.as_str());
+        add(
+            one.clone(),
+            Method::GET,
+            operation(
+                &Method::GET,
+                &one,
+                &format!("Get one record of {}.", resource.as_str()),
+                "records",
+                vec![entity.clone(), path_param("id", "The record.")],
+                None,
+                vec![ok("200", "The record.", reference(name))],
+                &[("404", "not_found.")],
+            ),
+        );
+    }
+    let gl = format!("{ENTITY}/gl-accounts");
+    add(
+        gl.clone(),
+        Method::GET,
+        operation(
+            &Method::GET,
+            &gl,
+            "List the chart of accounts.",
+            "ledger",
+            list_filters(false),
+            None,
+            vec![ok("200", "A page.", reference("GlAccountList"))],
+            &[],
+        ),
+    );
+    let gl_one = format!("{ENTITY}/gl-accounts/{{id}}");
+    add(
+        gl_one.clone(),
+        Method::GET,
+        operation(
+            &Method::GET,
+            &gl_one,
+            "Get a GL account.",
+            "ledger",
+            vec![entity.clone(), path_param("id", "The account.")],
+            None,
+            vec![ok("200", "The account.", reference("GlAccount"))],
+            &[("404", "not_found.")],
+        ),
+    );
+    let counts = format!("{ENTITY}/reconciliation/counts");
+    add(
+        counts.clone(),
+        Method::GET,
+        operation(
+            &Method::GET,
+            &counts,
+            "Records per resource and source.",
+            "reconciliation",
+            vec![entity.clone()],
+            None,
+            vec![ok("200", "The counts.", reference("ReconciliationCounts"))],
+            &[],
+        ),
+    );
+    let tb = format!("{ENTITY}/reconciliation/trial-balance");
+    add(
+        tb.clone(),
+        Method::GET,
+        operation(
+            &Method::GET,
+            &tb,
+            "The trial balance.",
+            "reconciliation",
+            vec![
+                entity,
+                query(
+                    "as_of_date",
+                    "Postings on or before this date; default today.",
+                    json!({"type": "string", "format": "date"}),
+                ),
+                query(
+                    "external_source",
+                    "Only postings of records from this source.",
+                    json!({"type": "string"}),
+                ),
+            ],
+            None,
+            vec![ok("200", "The trial balance.", reference("TrialBalance"))],
+            &[],
+        ),
+    );
+    paths
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Arcus migration API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Bulk import of accounts, products, orders, journal entries, vendor bills and AP payments into the Arcus ERP: submit up to 1,000 records per job, watch the job, read the records back, reconcile. Every error has the body of the Error schema; every response carries X-Request-Id; authenticated responses carry X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "migration", "description": "Bulk imports and their jobs."},
+            {"name": "records", "description": "The records, read back or created one at a time."},
+            {"name": "ledger", "description": "The chart of accounts."},
+            {"name": "reconciliation", "description": "Proof of what was loaded."},
+            {"name": "operations", "description": "Probes and metrics."},
+        ],
+        "paths": paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key: ark_test_ent_... or ark_live_ent_..., issued per entity with scopes."},
+            },
+            "schemas": schemas(),
+        },
+    })
+}
+
+/// The document as committed: pretty JSON with a final newline.
+pub fn document_text() -> String {
+    let mut text = serde_json::to_string_pretty(&document()).expect("the document serializes");
+    text.push('\n');
+    text
+}

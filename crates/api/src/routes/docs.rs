@@ -1,0 +1,55 @@
+//! The API's own documentation: the OpenAPI document at `/openapi.json`, and a
+//! human-readable page at `/docs` rendered by Redoc, whose script the API
+//! serves itself (no CDN).
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+
+use crate::{AppState, openapi};
+
+const REDOC: &str = include_str!("../../assets/redoc/redoc.standalone.js");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(document))
+        .route("/docs", get(page))
+        .route("/docs/redoc.standalone.js", get(script))
+}
+
+async fn document() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::document_text(),
+    )
+}
+
+async fn page() -> Html<&'static str> {
+    Html(
+        r#"<!DOCTYPE html>
+<html>
+  <head>
+    <title>Arcus migration API</title>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <style>body { margin: 0; padding: 0; }</style>
+  </head>
+  <body>
+    <redoc spec-url="/openapi.json"></redoc>
+    <script src="/docs/redoc.standalone.js"></script>
+  </body>
+</html>
+"#,
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        REDOC,
+    )
+}
