@@ -499,7 +499,7 @@ async fn create<R: Canonical>(
     if let Some(p) = provenance
         && let Some(existing) = find_by_provenance(conn, R::TABLE, tenant, p).await?
     {
-        return Err(conflict(R::TABLE, p, existing).into());
+        return Err(conflict(R::TABLE, p, Some(existing)).into());
     }
     let mut savepoint = conn.begin().await?;
     match R::create(&mut savepoint, &ctx, provenance, &input).await {
@@ -512,9 +512,7 @@ async fn create<R: Canonical>(
         {
             savepoint.rollback().await?;
             let p = provenance.expect("only a record with provenance breaks its key");
-            let existing = find_by_provenance(conn, R::TABLE, tenant, p)
-                .await?
-                .unwrap_or_default();
+            let existing = find_by_provenance(conn, R::TABLE, tenant, p).await?;
             Err(conflict(R::TABLE, p, existing).into())
         }
         Err(e) => {
@@ -524,12 +522,13 @@ async fn create<R: Canonical>(
     }
 }
 
-fn conflict(table: &str, p: Provenance<'_>, existing: Uuid) -> RecordError {
+fn conflict(table: &str, p: Provenance<'_>, existing: Option<Uuid>) -> RecordError {
+    let which = existing.map(|id| format!(" ({id})")).unwrap_or_default();
     RecordError::at(
         "external_id_conflict",
         "external_id",
         format!(
-            "a record with external_id '{}' from source '{}' already exists ({existing})",
+            "a record with external_id '{}' from source '{}' already exists{which}",
             p.external_id, p.source
         ),
     )
