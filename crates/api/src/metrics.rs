@@ -4,8 +4,7 @@
 //! the database pool.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use queue::Publisher;
 use sqlx::PgPool;
@@ -23,8 +22,6 @@ pub struct ApiMetrics {
 
 impl ApiMetrics {
     pub fn new() -> Self {
-        let registry =
-            Registry::new_custom(Some("arcus".to_owned()), None).expect("a valid registry prefix");
         let requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
@@ -63,24 +60,16 @@ impl ApiMetrics {
             &["queue"],
         )
         .expect("valid metric");
-        let db_pool = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Database pool connections by state"),
-            &["state"],
-        )
-        .expect("valid metric");
-        for metric in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        let db_pool = telemetry::metrics::pool_gauge();
+        let registry = telemetry::metrics::registry(vec![
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(jobs_accepted.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(queue_messages.clone()),
             Box::new(queue_consumers.clone()),
             Box::new(db_pool.clone()),
-        ] {
-            registry
-                .register(metric)
-                .expect("each metric registers once");
-        }
+        ]);
         Self {
             registry,
             requests,
@@ -97,12 +86,7 @@ impl ApiMetrics {
     /// and renders everything in the Prometheus text format. A gauge whose
     /// source is unreachable keeps its last value; `/readyz` says why.
     pub async fn render(&self, pool: &PgPool, publisher: &Publisher) -> String {
-        self.db_pool
-            .with_label_values(&["open"])
-            .set(i64::from(pool.size()));
-        self.db_pool
-            .with_label_values(&["idle"])
-            .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+        telemetry::metrics::set_pool(&self.db_pool, pool.size(), pool.num_idle());
         if let Ok(mut conn) = pool.acquire().await
             && let Ok(backlog) = domain::outbox::backlog(&mut conn).await
         {
@@ -118,7 +102,7 @@ impl ApiMetrics {
                     .set(i64::from(consumers));
             }
         }
-        encode(&self.registry)
+        telemetry::metrics::encode(&self.registry)
     }
 }
 
@@ -126,12 +110,4 @@ impl Default for ApiMetrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn encode(registry: &Registry) -> String {
-    let mut buffer = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut buffer)
-        .expect("metrics encode to text");
-    String::from_utf8(buffer).expect("the text format is UTF-8")
 }

@@ -1,6 +1,8 @@
 //! What every binary sets up first: tracing (readable text by default, JSON
 //! when configured, filtered by `RUST_LOG` or the configured filter) and the
-//! shutdown signal.
+//! shutdown signal; and the plumbing the metrics of both services share.
+
+pub mod metrics;
 
 use settings::LogSettings;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};

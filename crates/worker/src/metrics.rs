@@ -3,8 +3,7 @@
 //! outcome, job and chunk durations, jobs in hand, and the database pool.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sqlx::PgPool;
 
@@ -20,8 +19,6 @@ pub struct WorkerMetrics {
 
 impl WorkerMetrics {
     pub fn new() -> Self {
-        let registry =
-            Registry::new_custom(Some("arcus".to_owned()), None).expect("a valid registry prefix");
         let seconds = vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
         let jobs_finished = IntCounterVec::new(
             Opts::new(
@@ -59,23 +56,15 @@ impl WorkerMetrics {
         .expect("valid metric");
         let jobs_in_flight = IntGauge::new("worker_jobs_in_flight", "Jobs this worker is running")
             .expect("valid metric");
-        let db_pool = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Database pool connections by state"),
-            &["state"],
-        )
-        .expect("valid metric");
-        for metric in [
-            Box::new(jobs_finished.clone()) as Box<dyn prometheus::core::Collector>,
+        let db_pool = telemetry::metrics::pool_gauge();
+        let registry = telemetry::metrics::registry(vec![
+            Box::new(jobs_finished.clone()),
             Box::new(records.clone()),
             Box::new(job_duration.clone()),
             Box::new(chunk_duration.clone()),
             Box::new(jobs_in_flight.clone()),
             Box::new(db_pool.clone()),
-        ] {
-            registry
-                .register(metric)
-                .expect("each metric registers once");
-        }
+        ]);
         Self {
             registry,
             jobs_finished,
@@ -88,17 +77,8 @@ impl WorkerMetrics {
     }
 
     pub fn render(&self, pool: &PgPool) -> String {
-        self.db_pool
-            .with_label_values(&["open"])
-            .set(i64::from(pool.size()));
-        self.db_pool
-            .with_label_values(&["idle"])
-            .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("metrics encode to text");
-        String::from_utf8(buffer).expect("the text format is UTF-8")
+        telemetry::metrics::set_pool(&self.db_pool, pool.size(), pool.num_idle());
+        telemetry::metrics::encode(&self.registry)
     }
 }
 
