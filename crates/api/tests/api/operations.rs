@@ -379,3 +379,48 @@ async fn every_documented_operation_is_routed() {
     // reconciliation. (/openapi.json and /docs serve the document itself.)
     assert_eq!(operations, 3 + 3 + 18 + 2 + 2);
 }
+
+#[tokio::test]
+async fn worker_readiness_follows_rabbitmq_and_the_worker_reconnects() {
+    let app = spawn_app_with(AppOptions {
+        workers: 0,
+        ..AppOptions::default()
+    })
+    .await;
+    let amqp_url = app.settings.amqp.url().to_owned();
+    let authority = amqp_url
+        .rsplit_once('@')
+        .map_or(amqp_url.as_str(), |(_, rest)| rest);
+    let authority = authority.split('/').next().expect("authority").to_owned();
+    let mq = Proxy::to(authority.clone()).await;
+    let mut settings = app.settings.clone();
+    settings.amqp.url =
+        SecretString::from(amqp_url.replace(&authority, &format!("127.0.0.1:{}", mq.port)));
+    let worker = worker::Worker::build(settings, domain::Resource::ALL.to_vec())
+        .await
+        .expect("builds");
+    let base = format!("http://127.0.0.1:{}", worker.http_port());
+    tokio::spawn(worker.run(std::future::pending()));
+
+    eventually("the worker to be ready", || async {
+        ready(&app, &base).await.0
+    })
+    .await;
+    mq.cut();
+    eventually("worker readiness to drop with RabbitMQ", || async {
+        !ready(&app, &base).await.0
+    })
+    .await;
+    let (_, body) = ready(&app, &base).await;
+    assert_eq!(body["checks"]["amqp"], false);
+    assert_eq!(body["checks"]["database"], true);
+    mq.restore();
+    eventually("the worker to reconnect", || async {
+        ready(&app, &base).await.0
+    })
+    .await;
+
+    // Reconnected, it loads jobs again.
+    let job = app.import(&bulk(products(2), "skip")).await;
+    assert_eq!(job["status"], "completed");
+}
