@@ -238,3 +238,60 @@ async fn variants_are_stored_as_products_of_their_parent() {
     .expect("count");
     assert_eq!(variants, 2);
 }
+
+#[tokio::test]
+async fn a_kit_cannot_contain_itself_and_a_used_variant_cannot_be_dropped() {
+    let app = spawn_app().await;
+    app.import(&bulk(
+        vec![
+            json!({"external_id": "KIT", "title": "Kit", "product_type": "kit"}),
+            json!({"external_id": "TEE", "title": "T-shirt", "product_type": "variant_parent",
+                   "variants": [{"title": "S", "sku": "TEE-S", "product_type": "physical"}]}),
+        ],
+        "skip",
+    ))
+    .await;
+    let job = app
+        .import(&bulk(
+            vec![
+                json!({"external_id": "KIT", "title": "Kit", "product_type": "kit",
+                        "components": [{"product_external_id": "KIT", "quantity": 1}]}),
+            ],
+            "update",
+        ))
+        .await;
+    assert_eq!(error_at(&job, 0)["code"], "invalid_component");
+    assert_eq!(error_at(&job, 0)["param"], "components[0]");
+
+    // A bundle uses the variant by id; dropping the variant from its parent
+    // would break the bundle, so the update is refused and nothing changes.
+    let variant: uuid::Uuid = sqlx::query_scalar("select id from products where sku = 'TEE-S'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("variant");
+    let job = app
+        .import(&bulk(
+            vec![
+                json!({"external_id": "BUNDLE", "title": "Bundle", "product_type": "box",
+                        "components": [{"product_id": variant.to_string(), "quantity": 2}]}),
+            ],
+            "skip",
+        ))
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let job = app
+        .import(&bulk(
+            vec![
+                json!({"external_id": "TEE", "title": "T-shirt", "product_type": "variant_parent",
+                        "variants": [{"title": "M", "sku": "TEE-M", "product_type": "physical"}]}),
+            ],
+            "update",
+        ))
+        .await;
+    assert_eq!(error_at(&job, 0)["code"], "product_in_use", "{job}");
+    let skus: Vec<String> = sqlx::query_scalar("select sku from products where sku like 'TEE-%'")
+        .fetch_all(&app.pool)
+        .await
+        .expect("skus");
+    assert_eq!(skus, vec!["TEE-S".to_owned()]);
+}

@@ -601,3 +601,66 @@ async fn conflict_modes_apply_to_every_resource() {
     let (_, all) = app.get_entity("accounts?include_count=true").await;
     assert_eq!(all["total_count"], 5);
 }
+
+#[tokio::test]
+async fn inactive_accounts_and_paid_bills_guard_their_rules() {
+    let app = spawn_app().await;
+    load_basics(&app).await;
+    sqlx::query("update gl_accounts set is_active = false where account_number = '6020'")
+        .execute(&app.pool)
+        .await
+        .expect("deactivate");
+    let job = app
+        .import_to(
+            "journal-entries",
+            &bulk(
+                vec![entry(
+                    "JE-1",
+                    "2026-01-01",
+                    json!([
+                    {"gl_account_number": "6020", "debit_amount": 5},
+                    {"gl_account_number": "1010", "credit_amount": 5}]),
+                )],
+                "skip",
+            ),
+        )
+        .await;
+    assert_eq!(error_at(&job, 0)["code"], "account_inactive");
+    assert_eq!(error_at(&job, 0)["param"], "lines[0].gl_account_number");
+
+    app.import_to(
+        "vendor-bills",
+        &bulk(vec![bill("B-1", "V-1", 100.0)], "skip"),
+    )
+    .await;
+    app.import_to(
+        "ap-payments",
+        &bulk(
+            vec![payment(
+                "PAY-1",
+                "V-1",
+                10.0,
+                json!([{"bill_external_id": "B-1", "amount": 10}]),
+            )],
+            "skip",
+        ),
+    )
+    .await;
+    let job = app
+        .import_to(
+            "vendor-bills",
+            &bulk(vec![bill("B-1", "V-2", 100.0)], "update"),
+        )
+        .await;
+    assert_eq!(error_at(&job, 0)["code"], "bill_has_payments");
+    assert_eq!(error_at(&job, 0)["param"], "vendor_external_id");
+    let job = app
+        .import_to(
+            "vendor-bills",
+            &bulk(vec![json!({"external_id": "B-2", "vendor_external_id": "V-1", "bill_date": "2026-01-10",
+                              "items": [{"quantity": 2, "unit_cost": 5, "amount": 11, "gl_account_number": "6030"}]})], "skip"),
+        )
+        .await;
+    assert_eq!(error_at(&job, 0)["code"], "amount_mismatch");
+    assert_eq!(error_at(&job, 0)["param"], "items[0].amount");
+}
