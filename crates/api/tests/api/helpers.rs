@@ -489,6 +489,16 @@ async fn issue_key(pool: &PgPool, settings: &Settings, new: auth::NewKey) -> aut
         .expect("key is issued")
 }
 
+/// The error a job reports for the record at `index`.
+pub fn error_at(job: &Value, index: u64) -> &Value {
+    job["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .find(|e| e["index"] == index)
+        .unwrap_or_else(|| panic!("no error at index {index}: {job}"))
+}
+
 /// The API's OpenAPI document.
 pub fn openapi() -> Value {
     api::openapi::document()

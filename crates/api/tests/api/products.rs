@@ -3,16 +3,7 @@
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use crate::helpers::{bulk, products, spawn_app};
-
-fn error_at(job: &Value, index: u64) -> &Value {
-    job["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .find(|e| e["index"] == index)
-        .unwrap_or_else(|| panic!("no error at index {index}: {job}"))
-}
+use crate::helpers::{bulk, error_at, products, spawn_app};
 
 #[tokio::test]
 async fn valid_products_are_stored_exactly() {

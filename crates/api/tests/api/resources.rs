@@ -4,16 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, TestApp, bulk, spawn_app, spawn_app_with};
-
-fn error_at(job: &Value, index: u64) -> &Value {
-    job["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .find(|e| e["index"] == index)
-        .unwrap_or_else(|| panic!("no error at index {index}: {job}"))
-}
+use crate::helpers::{AppOptions, TestApp, bulk, error_at, spawn_app, spawn_app_with};
 
 /// Customers C-1, C-2 and vendors V-1, V-2.
 fn accounts() -> Vec<Value> {
