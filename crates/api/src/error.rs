@@ -114,14 +114,31 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response.extensions_mut().insert(self);
         response
     }
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// A transient database error (a restart, a failover, a deadlock) is a 503
+    /// the client can simply retry; anything else is our bug, a 500.
     fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(&e)
+        if !domain::error::is_transient(&e) {
+            return ApiError::internal(&e);
+        }
+        tracing::warn!(error = %e, "request failed on a transient database error");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Internal,
+            "service_unavailable",
+            "the database is briefly unavailable; the request was not applied: retry it \
+             (with the same Idempotency-Key, if it had one)",
+        )
     }
 }
 
@@ -172,7 +189,7 @@ impl From<AuthError> for ApiError {
                 err.required = Some(scope);
                 err
             }
-            AuthError::Database(e) => ApiError::internal(&e),
+            AuthError::Database(e) => e.into(),
         }
     }
 }

@@ -846,6 +846,11 @@ fn error_responses(extra: &[(&str, &str)]) -> Map<String, Value> {
         ("408", "request_timeout: the request took too long."),
         ("429", "rate_limit_exceeded: see the Retry-After header."),
         ("500", "internal_error: nothing was applied."),
+        (
+            "503",
+            "service_unavailable: the database was briefly unreachable and nothing was \
+             applied; retry after the Retry-After header.",
+        ),
     ];
     for (status, description) in common.iter().chain(extra) {
         responses.insert(

@@ -1,9 +1,10 @@
 //! Connecting to Postgres and applying the schema migrations.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// The migrations in the repository's `migrations/` folder, embedded at build
 /// time so every binary carries the schema it was built against.
@@ -11,11 +12,29 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// Opens a connection pool.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    pool_options(max_connections).connect(url).await
+}
+
+/// Opens a connection pool whose transactions Postgres aborts once they sit
+/// idle for `idle_in_transaction`. A worker frozen mid-transaction (stopped,
+/// partitioned) would otherwise hold its row locks, and the worker that took
+/// its job over would wait on them for as long as the freeze lasts.
+pub async fn connect_with_idle_timeout(
+    url: &str,
+    max_connections: u32,
+    idle_in_transaction: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?.options([(
+        "idle_in_transaction_session_timeout",
+        format!("{}ms", idle_in_transaction.as_millis()),
+    )]);
+    pool_options(max_connections).connect_with(options).await
+}
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await
 }
 
 /// Creates the database if it does not exist, then applies every pending

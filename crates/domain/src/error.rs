@@ -77,3 +77,43 @@ pub(crate) fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
         _ => None,
     }
 }
+
+/// Whether a database error is worth retrying as it is: the same statements
+/// may well succeed once the deadlock, serialization conflict or outage has
+/// passed. Anything else (a broken rule, a bug) fails the same way again.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(
+                code.as_ref(),
+                // serialization_failure, deadlock_detected, lock_not_available
+                "40001" | "40P01" | "55P03"
+                // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+                | "57P01" | "57P02" | "57P03" | "53300"
+                // idle_in_transaction_session_timeout: our transaction was cut off
+                | "25P03"
+            ) || code.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_and_conflicts_are_transient_rule_breaks_are_not() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_transient(&io));
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+        assert!(!is_transient(&sqlx::Error::PoolClosed));
+        assert!(!is_transient(&sqlx::Error::ColumnNotFound("x".into())));
+    }
+}

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::accounts::Accounts;
 use crate::audit::Actor;
-use crate::error::{HandlerError, RecordError, violated_constraint};
+use crate::error::{HandlerError, RecordError, is_transient, violated_constraint};
 use crate::fields::kind;
 use crate::journal::JournalEntries;
 use crate::orders::Orders;
@@ -371,9 +371,21 @@ async fn apply_in_savepoint<R: Canonical>(
                 savepoint.rollback().await?;
                 let provenance_race =
                     violated_constraint(&e).is_some_and(|name| name.ends_with("_provenance_key"));
-                if !provenance_race || attempt == 1 {
+                if provenance_race && attempt == 0 {
+                    continue;
+                }
+                // A deadlock or an outage: the caller retries the whole chunk.
+                if is_transient(&e) {
                     return Err(e);
                 }
+                // Anything else would fail again on every retry: it fails this
+                // record alone, and the others go on.
+                tracing::error!(error = %e, "unexpected database error on a record");
+                return Ok(Applied::Failed(RecordError::new(
+                    "internal_error",
+                    "the record could not be written because of an internal error; \
+                     it was not saved",
+                )));
             }
         }
     }

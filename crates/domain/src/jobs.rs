@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -294,17 +295,7 @@ pub async fn submit(
         .bind(Json(job.records))
         .execute(&mut *tx)
         .await?;
-    let message = JobMessage {
-        job_id: id,
-        resource: job.resource.as_str().to_owned(),
-        request_id: job.request_id.map(str::to_owned),
-    };
-    sqlx::query("insert into job_outbox (job_id, routing_key, payload) values ($1, $2, $3)")
-        .bind(id)
-        .bind(job.resource.as_str())
-        .bind(Json(&message))
-        .execute(&mut *tx)
-        .await?;
+    enqueue(&mut tx, id, job.resource, job.request_id).await?;
     let created = row.into_job(Vec::new());
     if let Some(idem) = &idempotency {
         sqlx::query(
@@ -320,6 +311,27 @@ pub async fn submit(
     }
     tx.commit().await?;
     Ok(Submission::Created(Box::new(created)))
+}
+
+/// Writes the outbox row that will announce the job to the workers.
+async fn enqueue(
+    conn: &mut PgConnection,
+    id: Uuid,
+    resource: Resource,
+    request_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let message = JobMessage {
+        job_id: id,
+        resource: resource.as_str().to_owned(),
+        request_id: request_id.map(str::to_owned),
+    };
+    sqlx::query("insert into job_outbox (job_id, routing_key, payload) values ($1, $2, $3)")
+        .bind(id)
+        .bind(resource.as_str())
+        .bind(Json(&message))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// A job of the tenant, with its errors; `None` for another tenant's job.
@@ -465,6 +477,8 @@ pub struct ClaimedJob {
     pub attempts: i32,
     pub request_id: Option<String>,
     pub submitted_by: Option<Uuid>,
+    /// What stopped the previous attempt, if one failed.
+    pub last_error: Option<String>,
     /// The fence: every write of this claim names it.
     pub lease_token: Uuid,
 }
@@ -487,8 +501,10 @@ pub enum ClaimResult {
     Claimed(Box<ClaimedJob>),
     /// The job already reached a final status.
     Finished,
-    /// Another worker holds a live claim on the job.
-    Busy,
+    /// Another worker holds a live claim on the job, for at least this long.
+    Busy {
+        lease_left: Duration,
+    },
     /// No such job.
     NotFound,
 }
@@ -511,7 +527,7 @@ pub async fn claim(
          where id = $1
            and (status = 'pending' or (status = 'running' and lease_expires_at < now()))
          returning id, entity_id, mode, resource, external_source, conflict_mode,
-                   total_records, next_index, attempts, request_id, submitted_by",
+                   total_records, next_index, attempts, request_id, submitted_by, last_error",
     )
     .bind(id)
     .bind(token)
@@ -522,15 +538,22 @@ pub async fn claim(
     if let Some(row) = row {
         return Ok(ClaimResult::Claimed(Box::new(row.into_claimed(token))));
     }
-    let status: Option<String> =
-        sqlx::query_scalar("select status from migration_jobs where id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(match status.as_deref().map(JobStatus::from_str) {
+    let state: Option<(String, f64)> = sqlx::query_as(
+        "select status,
+                coalesce(extract(epoch from lease_expires_at - now()), 0)::float8
+         from migration_jobs where id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match state {
         None => ClaimResult::NotFound,
-        Some(Ok(s)) if s.is_terminal() => ClaimResult::Finished,
-        Some(_) => ClaimResult::Busy,
+        Some((status, _)) if JobStatus::from_str(&status).is_ok_and(JobStatus::is_terminal) => {
+            ClaimResult::Finished
+        }
+        Some((_, seconds)) => ClaimResult::Busy {
+            lease_left: Duration::from_secs_f64(seconds.max(0.0)),
+        },
     })
 }
 
@@ -547,6 +570,7 @@ struct ClaimRow {
     attempts: i32,
     request_id: Option<String>,
     submitted_by: Option<Uuid>,
+    last_error: Option<String>,
 }
 
 impl ClaimRow {
@@ -569,6 +593,7 @@ impl ClaimRow {
             attempts: self.attempts,
             request_id: self.request_id,
             submitted_by: self.submitted_by,
+            last_error: self.last_error,
             lease_token,
         }
     }
@@ -591,6 +616,83 @@ pub async fn renew(
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Gives up a claim after a failed attempt, noting why, so that the next
+/// delivery of the job's message can claim it at once instead of waiting for
+/// the lease to run out.
+pub async fn release(pool: &PgPool, job: &ClaimedJob, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update migration_jobs
+         set lease_token = null, lease_expires_at = now(), last_error = $3
+         where id = $1 and lease_token = $2",
+    )
+    .bind(job.id)
+    .bind(job.lease_token)
+    .bind(error)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Hands an unfinished job on: releases the claim and queues a fresh message
+/// for it, in the caller's transaction, so the worker can ack the message it
+/// holds without the job depending on it.
+pub async fn hand_on(conn: &mut PgConnection, job: &ClaimedJob) -> Result<(), FencedError> {
+    let moved = sqlx::query(
+        "update migration_jobs
+         set lease_token = null, lease_expires_at = now(),
+             dispatched_at = now(), dispatches = dispatches + 1
+         where id = $1 and lease_token = $2",
+    )
+    .bind(job.id)
+    .bind(job.lease_token)
+    .execute(&mut *conn)
+    .await?;
+    if moved.rows_affected() != 1 {
+        return Err(FencedError::LeaseLost);
+    }
+    enqueue(conn, job.id, job.resource, job.request_id.as_deref()).await?;
+    Ok(())
+}
+
+/// Queues a fresh message for unfinished jobs that nobody holds and that have
+/// had no message queued for a while: their message went to the dead-letter
+/// queue or was lost with a worker. The wait doubles with each re-dispatch of
+/// the same job, so a long backlog of pending jobs is not flooded with
+/// duplicates. Returns the jobs re-dispatched.
+pub async fn sweep(
+    pool: &PgPool,
+    redispatch_after: Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "with stalled as (
+             select id from migration_jobs j
+             where status in ('pending', 'running')
+               and (lease_expires_at is null or lease_expires_at < now())
+               and dispatched_at
+                   < now() - make_interval(secs => $1 * power(2, least(dispatches - 1, 6)))
+               and not exists (select 1 from job_outbox o where o.job_id = j.id)
+             order by dispatched_at
+             limit $2
+             for update skip locked
+         ), marked as (
+             update migration_jobs j
+             set dispatched_at = now(), dispatches = dispatches + 1
+             from stalled where j.id = stalled.id
+             returning j.id, j.resource, j.request_id
+         )
+         insert into job_outbox (job_id, routing_key, payload)
+         select id, resource,
+                jsonb_build_object('job_id', id, 'resource', resource, 'request_id', request_id)
+         from marked
+         returning job_id",
+    )
+    .bind(redispatch_after.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// The records a job was submitted with.

@@ -82,6 +82,16 @@ pub struct WorkerSettings {
     pub chunk_size: usize,
     /// How long a worker's claim on a job lasts without renewal.
     pub lease_seconds: u32,
+    /// How long a worker may hold one message: a job still running after this
+    /// is handed on through a fresh message, well inside RabbitMQ's consumer
+    /// timeout (30 minutes by default).
+    pub max_delivery_seconds: u64,
+    /// How long an unfinished job may go without a message being queued for it
+    /// (and without a live claim) before the sweeper queues another; doubles
+    /// with each re-dispatch of the same job, up to 64 times this.
+    pub redispatch_after_secs: u64,
+    /// How often the sweeper looks for such jobs.
+    pub sweep_interval_ms: u64,
     /// Where the worker serves `/metrics`, `/healthz` and `/readyz`.
     pub http_addr: String,
 }
@@ -127,6 +137,9 @@ impl Settings {
             .set_default("worker.concurrency", 2)?
             .set_default("worker.chunk_size", 100)?
             .set_default("worker.lease_seconds", 30)?
+            .set_default("worker.max_delivery_seconds", 600)?
+            .set_default("worker.redispatch_after_secs", 60)?
+            .set_default("worker.sweep_interval_ms", 5000)?
             .set_default("worker.http_addr", "127.0.0.1:9090")?
             .set_default("log.format", "text")?
             .set_default("log.filter", "info")?

@@ -1,22 +1,32 @@
 //! One job, start to finish, without the consume loop: claim it, load its
 //! records chunk by chunk through the canonical handlers, checkpoint each chunk
 //! with the job's counters, and give it its final status.
+//!
+//! A step that fails on a transient database error (deadlock, serialization
+//! failure, lost connection) is retried with backoff while the worker still
+//! holds the job; a record that breaks a rule is never retried, it fails.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::ConflictMode;
-use domain::error::RecordError;
+use domain::error::{RecordError, is_transient};
 use domain::import::{self, ImportContext, ImportError, RecordFailure, Tally};
 use domain::jobs::{self, ClaimResult, ClaimedJob, FencedError, JobStatus};
+use futures::FutureExt;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::metrics::WorkerMetrics;
 
 /// Claims of one job after which it is given up: its remaining records fail
-/// with `internal_error`, so even a job that keeps crashing its worker ends.
+/// with `retries_exhausted`, so even a job that keeps crashing its worker ends.
 const MAX_ATTEMPTS: i32 = 5;
+/// The first and the longest wait between retries of a step.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LONGEST_RETRY: Duration = Duration::from_secs(5);
 
 /// What processing needs besides the job id.
 #[derive(Debug, Clone)]
@@ -27,6 +37,34 @@ pub struct JobRunner {
     pub chunk_size: usize,
     pub lease_seconds: u32,
     pub metrics: Arc<WorkerMetrics>,
+    /// Wakes this process's outbox relay when a job is handed on.
+    pub relay: Arc<Notify>,
+}
+
+/// Retries a step while it fails on transient errors and there is time left.
+#[derive(Debug)]
+pub struct Backoff {
+    wait: Duration,
+    deadline: Instant,
+}
+
+impl Backoff {
+    pub fn until(deadline: Instant) -> Self {
+        Self {
+            wait: FIRST_RETRY,
+            deadline,
+        }
+    }
+
+    /// Waits before the next try; false when the deadline would pass first.
+    pub async fn wait(&mut self) -> bool {
+        if Instant::now() + self.wait >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(LONGEST_RETRY);
+        true
+    }
 }
 
 /// How a delivery of a job ended, which decides what happens to the message.
@@ -36,12 +74,15 @@ pub enum Outcome {
     Finished(JobStatus),
     /// The job had already reached a final status: nothing to do.
     AlreadyFinished,
-    /// Another worker holds a live claim on the job; try again later.
-    Busy,
+    /// Another worker holds a live claim on the job, for at least this long.
+    Busy { lease_left: Duration },
     /// No such job.
     NotFound,
     /// Another worker took the job over while this one ran; it finishes it.
     LeaseLost,
+    /// The job ran past the time one message may be held; it was handed on
+    /// through a fresh message and resumes at its checkpoint.
+    HandedOn,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,15 +91,28 @@ pub enum ProcessError {
     Database(#[from] sqlx::Error),
     #[error("job {0} holds {1} records but says it has {2}")]
     CorruptJob(Uuid, usize, i32),
+    #[error("the worker panicked: {0}")]
+    Panicked(String),
+}
+
+impl ProcessError {
+    /// Whether trying again as it is may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProcessError::Database(e) => is_transient(e),
+            ProcessError::CorruptJob(..) | ProcessError::Panicked(_) => false,
+        }
+    }
 }
 
 impl JobRunner {
-    /// Processes a job to its end, or until another worker owns it.
-    pub async fn process(&self, job_id: Uuid) -> Result<Outcome, ProcessError> {
+    /// Processes a job to its end, until another worker owns it, or until
+    /// `deadline`, when it is handed on.
+    pub async fn process(&self, job_id: Uuid, deadline: Instant) -> Result<Outcome, ProcessError> {
         let job = match jobs::claim(&self.pool, job_id, &self.owner, self.lease_seconds).await? {
             ClaimResult::Claimed(job) => job,
             ClaimResult::Finished => return Ok(Outcome::AlreadyFinished),
-            ClaimResult::Busy => return Ok(Outcome::Busy),
+            ClaimResult::Busy { lease_left } => return Ok(Outcome::Busy { lease_left }),
             ClaimResult::NotFound => return Ok(Outcome::NotFound),
         };
         tracing::info!(
@@ -69,7 +123,12 @@ impl JobRunner {
         let _heartbeat = self.keep_lease(&job);
         let started = Instant::now();
         self.metrics.jobs_in_flight.inc();
-        let result = self.run(&job).await;
+        // A panic in a handler is a bug in one job: it must not take the
+        // worker down with every other job it holds.
+        let result = AssertUnwindSafe(self.run(&job, deadline))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(ProcessError::Panicked(panic_message(&panic)).into()));
         self.metrics.jobs_in_flight.dec();
         match result {
             Ok(Outcome::Finished(status)) => {
@@ -88,16 +147,57 @@ impl JobRunner {
             // Whatever this worker wrote in the fenced transaction was rolled
             // back; the worker that owns the job now finishes it.
             Err(RunError::Fenced(FencedError::LeaseLost)) => Ok(Outcome::LeaseLost),
-            Err(RunError::Fenced(FencedError::Database(e))) => Err(e.into()),
-            Err(RunError::Process(e)) => Err(e),
+            Err(RunError::Fenced(FencedError::Database(e))) => {
+                Err(self.failed(&job, e.into()).await)
+            }
+            Err(RunError::Process(e)) => Err(self.failed(&job, e).await),
         }
     }
 
-    async fn run(&self, job: &ClaimedJob) -> Result<Outcome, RunError> {
-        if job.attempts > MAX_ATTEMPTS {
-            return self.give_up(job).await;
+    /// Notes why the attempt failed and releases the claim, so the job's next
+    /// delivery can claim it at once. If Postgres is unreachable the claim
+    /// simply runs out.
+    async fn failed(&self, job: &ClaimedJob, error: ProcessError) -> ProcessError {
+        if let Err(e) = jobs::release(&self.pool, job, &error.to_string()).await {
+            tracing::warn!(error = %e, "could not release the job's claim");
         }
-        let records = jobs::load_records(&self.pool, job.id).await?;
+        error
+    }
+
+    /// Runs `step` again while it fails on a transient database error and
+    /// there is time left before `deadline`.
+    async fn retrying<T, F>(
+        &self,
+        step_name: &str,
+        deadline: Instant,
+        mut step: impl FnMut() -> F,
+    ) -> Result<T, RunError>
+    where
+        F: Future<Output = Result<T, RunError>>,
+    {
+        let mut backoff = Backoff::until(deadline);
+        loop {
+            match step().await {
+                Err(e) if e.is_transient() && backoff.wait().await => {
+                    tracing::warn!(step = step_name, error = %e, "transient database error; retrying");
+                    self.metrics.retries.with_label_values(&[step_name]).inc();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn run(&self, job: &ClaimedJob, deadline: Instant) -> Result<Outcome, RunError> {
+        if job.attempts > MAX_ATTEMPTS {
+            return self
+                .retrying("give_up", deadline, || self.give_up(job))
+                .await;
+        }
+        let records = self
+            .retrying("load_records", deadline, || async move {
+                Ok(jobs::load_records(&self.pool, job.id).await?)
+            })
+            .await?;
         if records.len() != job.total_records as usize {
             return Err(ProcessError::CorruptJob(job.id, records.len(), job.total_records).into());
         }
@@ -110,9 +210,12 @@ impl JobRunner {
             actor: &actor,
         };
         if job.conflict_mode == ConflictMode::Error {
-            self.run_all_or_nothing(job, &ctx, &records).await
+            self.retrying("batch", deadline, || {
+                self.run_all_or_nothing(job, &ctx, &records)
+            })
+            .await
         } else {
-            self.run_in_chunks(job, &ctx, &records).await
+            self.run_in_chunks(job, &ctx, &records, deadline).await
         }
     }
 
@@ -156,27 +259,32 @@ impl JobRunner {
         job: &ClaimedJob,
         ctx: &ImportContext<'_>,
         records: &[serde_json::Value],
+        deadline: Instant,
     ) -> Result<Outcome, RunError> {
         let total = records.len();
-        let mut start = usize::try_from(job.next_index).expect("next_index is non-negative");
+        let resumed_at = usize::try_from(job.next_index).expect("next_index is non-negative");
+        let mut start = resumed_at;
         while start < total {
+            // Every delivery commits at least one chunk, so handing on always
+            // makes progress.
+            if start > resumed_at && Instant::now() >= deadline {
+                return self
+                    .retrying("hand_on", deadline + LONGEST_RETRY, || async move {
+                        let mut tx = self.pool.begin().await?;
+                        jobs::hand_on(&mut tx, job).await?;
+                        tx.commit().await?;
+                        self.relay.notify_one();
+                        Ok(Outcome::HandedOn)
+                    })
+                    .await;
+            }
             let end = (start + self.chunk_size.max(1)).min(total);
             let chunk_started = Instant::now();
-            let mut tx = self.pool.begin().await?;
-            let tally = match import::import_records(
-                &mut tx,
-                ctx,
-                &records[start..end],
-                index(start),
-            )
-            .await
-            {
-                Ok(tally) => tally,
-                Err(ImportError::Database(e)) => return Err(ProcessError::from(e).into()),
-                Err(ImportError::Aborted(_)) => unreachable!("only error mode aborts"),
-            };
-            jobs::checkpoint(&mut tx, job, index_i32(start), index_i32(end), &tally).await?;
-            tx.commit().await?;
+            let tally = self
+                .retrying("chunk", deadline, || {
+                    self.commit_chunk(job, ctx, records, start, end)
+                })
+                .await?;
             self.count_records(job, &tally);
             self.metrics
                 .chunk_duration
@@ -184,10 +292,34 @@ impl JobRunner {
                 .observe(chunk_started.elapsed().as_secs_f64());
             start = end;
         }
+        self.retrying("finish", deadline + LONGEST_RETRY, || async move {
+            let mut tx = self.pool.begin().await?;
+            let status = jobs::finish(&mut tx, job).await?;
+            tx.commit().await?;
+            Ok(Outcome::Finished(status))
+        })
+        .await
+    }
+
+    /// Loads `records[start..end]` and commits them with the checkpoint.
+    async fn commit_chunk(
+        &self,
+        job: &ClaimedJob,
+        ctx: &ImportContext<'_>,
+        records: &[serde_json::Value],
+        start: usize,
+        end: usize,
+    ) -> Result<Tally, RunError> {
         let mut tx = self.pool.begin().await?;
-        let status = jobs::finish(&mut tx, job).await?;
+        let tally =
+            match import::import_records(&mut tx, ctx, &records[start..end], index(start)).await {
+                Ok(tally) => tally,
+                Err(ImportError::Database(e)) => return Err(ProcessError::from(e).into()),
+                Err(ImportError::Aborted(_)) => unreachable!("only error mode aborts"),
+            };
+        jobs::checkpoint(&mut tx, job, index_i32(start), index_i32(end), &tally).await?;
         tx.commit().await?;
-        Ok(Outcome::Finished(status))
+        Ok(tally)
     }
 
     /// Ends a job that failed too many times: the records not yet committed
@@ -201,10 +333,12 @@ impl JobRunner {
                 u32::try_from(i).expect("indexes are non-negative"),
                 None,
                 RecordError::new(
-                    "internal_error",
+                    "retries_exhausted",
                     format!(
-                        "the record was not processed: the job failed {MAX_ATTEMPTS} times; \
-                         resubmit it to try again"
+                        "the record was not processed: the job was attempted {MAX_ATTEMPTS} \
+                         times without finishing (last error: {}); the record itself may be \
+                         fine: submit it again",
+                        job.last_error.as_deref().unwrap_or("a worker stopped")
                     ),
                 ),
             ));
@@ -240,9 +374,22 @@ impl JobRunner {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
 enum RunError {
+    #[error(transparent)]
     Fenced(FencedError),
+    #[error(transparent)]
     Process(ProcessError),
+}
+
+impl RunError {
+    fn is_transient(&self) -> bool {
+        match self {
+            RunError::Fenced(FencedError::Database(e)) => is_transient(e),
+            RunError::Fenced(FencedError::LeaseLost) => false,
+            RunError::Process(e) => e.is_transient(),
+        }
+    }
 }
 
 impl From<FencedError> for RunError {
@@ -269,6 +416,14 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 fn index(i: usize) -> u32 {

@@ -11,13 +11,13 @@ mod job;
 mod metrics;
 mod probe;
 
-pub use job::{JobRunner, Outcome, ProcessError};
+pub use job::{Backoff, JobRunner, Outcome, ProcessError};
 pub use metrics::WorkerMetrics;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use domain::Resource;
@@ -34,9 +34,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::Instrument;
 
-/// How long to hold a message for a job another worker is running before
-/// handing it back, so two workers do not bounce it in a tight loop.
-const BUSY_DELAY: Duration = Duration::from_secs(2);
+/// How often a message for a job another worker holds waits for that claim to
+/// run out, and how long past its end.
+const BUSY_WAITS: u32 = 2;
+const BUSY_MARGIN: Duration = Duration::from_millis(250);
 /// How long to wait before handing back a message whose processing failed on
 /// an infrastructure error.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -65,9 +66,15 @@ pub struct Worker {
 
 impl Worker {
     pub async fn build(settings: Settings, resources: Vec<Resource>) -> anyhow::Result<Self> {
-        let pool = domain::db::connect(settings.database.url(), settings.database.max_connections)
-            .await
-            .context("connecting to Postgres")?;
+        // A frozen worker's transaction is cut off once its lease has run out,
+        // when another worker may take its job over.
+        let pool = domain::db::connect_with_idle_timeout(
+            settings.database.url(),
+            settings.database.max_connections,
+            Duration::from_secs(u64::from(settings.worker.lease_seconds)),
+        )
+        .await
+        .context("connecting to Postgres")?;
         let listener = TcpListener::bind(&settings.worker.http_addr)
             .await
             .with_context(|| format!("binding {}", settings.worker.http_addr))?;
@@ -92,12 +99,14 @@ impl Worker {
         let settings = &self.settings;
         let topology = Topology::new(&settings.amqp.prefix);
         let owner = worker_name();
+        let relay_wake = Arc::new(Notify::new());
         let runner = JobRunner {
             pool: self.pool.clone(),
             owner: owner.clone(),
             chunk_size: settings.worker.chunk_size,
             lease_seconds: settings.worker.lease_seconds,
             metrics: self.metrics.clone(),
+            relay: relay_wake.clone(),
         };
 
         // Workers relay the outbox too, so jobs committed by an API replica
@@ -119,6 +128,7 @@ impl Worker {
             concurrency,
             runner: Arc::new(runner),
             in_flight: Arc::new(Semaphore::new(usize::from(concurrency))),
+            max_hold: Duration::from_secs(settings.worker.max_delivery_seconds),
             consuming: consuming.clone(),
         };
         let probes = probe::router(probe::ProbeState {
@@ -136,18 +146,26 @@ impl Worker {
         let relay = Relay {
             pool: self.pool.clone(),
             publisher,
-            notify: Arc::new(Notify::new()),
+            notify: relay_wake,
             interval: Duration::from_millis(settings.amqp.relay_interval_ms),
+        };
+        let sweeper = Sweeper {
+            pool: self.pool.clone(),
+            relay: relay.notify.clone(),
+            metrics: self.metrics.clone(),
+            interval: Duration::from_millis(settings.worker.sweep_interval_ms),
+            redispatch_after: Duration::from_secs(settings.worker.redispatch_after_secs),
         };
         let signal = async {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let (consumed, served, (), ()) = tokio::join!(
+        let (consumed, served, (), (), ()) = tokio::join!(
             consumer.consume(until_stopped(stopped.clone())),
             axum::serve(self.listener, probes)
                 .with_graceful_shutdown(until_stopped(stopped.clone())),
             relay.run(until_stopped(stopped.clone())),
+            sweeper.run(until_stopped(stopped.clone())),
             signal,
         );
         self.pool.close().await;
@@ -155,6 +173,42 @@ impl Worker {
         served.context("serving probes")
     }
 }
+
+/// Finds unfinished jobs that no worker holds and no message announces any
+/// more (their message was dead-lettered, or lost with a broker that lost its
+/// disk) and queues a fresh message for each through the outbox. Every worker
+/// runs one; `for update skip locked` keeps them from doing the same job twice.
+struct Sweeper {
+    pool: sqlx::PgPool,
+    relay: Arc<Notify>,
+    metrics: Arc<WorkerMetrics>,
+    interval: Duration,
+    redispatch_after: Duration,
+}
+
+impl Sweeper {
+    async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+            match domain::jobs::sweep(&self.pool, self.redispatch_after, SWEEP_BATCH).await {
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => {
+                    tracing::warn!(jobs = ?ids, "re-dispatched unfinished jobs with no message");
+                    self.metrics.jobs_redispatched.inc_by(ids.len() as u64);
+                    self.relay.notify_one();
+                }
+                Err(e) => tracing::warn!(error = %e, "job sweep failed; will retry"),
+            }
+        }
+    }
+}
+
+/// Jobs re-dispatched per sweep.
+const SWEEP_BATCH: i64 = 100;
 
 /// Parses `--resources products,orders`; empty means every resource.
 pub fn parse_resources(list: &[String]) -> anyhow::Result<Vec<Resource>> {
@@ -192,6 +246,8 @@ struct Consumer {
     concurrency: u16,
     runner: Arc<JobRunner>,
     in_flight: Arc<Semaphore>,
+    /// How long one message may be held before its job is handed on.
+    max_hold: Duration,
     /// Whether the consumers are registered: what `/readyz` reports.
     consuming: Arc<AtomicBool>,
 }
@@ -274,8 +330,9 @@ impl Consumer {
                 },
             };
             let runner = self.runner.clone();
+            let max_hold = self.max_hold;
             tokio::spawn(async move {
-                handle(&runner, delivery).await;
+                handle(&runner, delivery, max_hold).await;
                 drop(permit);
             });
         }
@@ -290,7 +347,7 @@ impl Consumer {
 }
 
 /// Processes one delivery and settles its message.
-async fn handle(runner: &JobRunner, delivery: Delivery) {
+async fn handle(runner: &JobRunner, delivery: Delivery, max_hold: Duration) {
     let message: JobMessage = match serde_json::from_slice(&delivery.data) {
         Ok(m) => m,
         Err(e) => {
@@ -306,36 +363,72 @@ async fn handle(runner: &JobRunner, delivery: Delivery) {
         request_id = message.request_id.as_deref().unwrap_or(""),
     );
     async {
-        let settle_as = match runner.process(message.job_id).await {
-            Ok(Outcome::Finished(status)) => {
-                tracing::info!(%status, "job finished");
-                Settle::Ack
-            }
-            Ok(Outcome::AlreadyFinished) => Settle::Ack,
-            Ok(Outcome::NotFound) => {
-                tracing::warn!("message for an unknown job; dropping it");
-                Settle::Ack
-            }
-            Ok(Outcome::LeaseLost) => {
-                tracing::warn!("another worker took the job over");
-                Settle::Ack
-            }
-            Ok(Outcome::Busy) => {
-                tokio::time::sleep(BUSY_DELAY).await;
-                Settle::Requeue
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "job failed on an infrastructure error; will retry");
-                tokio::time::sleep(RETRY_DELAY).await;
-                Settle::Requeue
-            }
-        };
+        let settle_as = settlement(runner, message.job_id, Instant::now() + max_hold).await;
+        if settle_as == Settle::Ack {
+            // Fault injection (chaos builds only): die after the job's final
+            // commit and before the ack, so the message is delivered again.
+            fail::fail_point!("worker-after-finish-commit", |_| { std::process::abort() });
+        }
         settle(&delivery, settle_as).await;
     }
     .instrument(span)
     .await;
 }
 
+/// Runs the job of a message and decides what becomes of the message. The
+/// message is acked only once the job's state in Postgres makes it useless:
+/// finished, owned by a live worker, or handed on through a fresh message.
+async fn settlement(runner: &JobRunner, job_id: uuid::Uuid, deadline: Instant) -> Settle {
+    let mut backoff = Backoff::until(deadline);
+    let mut busy_waits = 0;
+    loop {
+        match runner.process(job_id, deadline).await {
+            Ok(Outcome::Finished(status)) => {
+                tracing::info!(%status, "job finished");
+                return Settle::Ack;
+            }
+            Ok(Outcome::AlreadyFinished) => return Settle::Ack,
+            Ok(Outcome::HandedOn) => {
+                tracing::info!("job handed on through a fresh message");
+                return Settle::Ack;
+            }
+            Ok(Outcome::LeaseLost) => {
+                tracing::warn!("another worker took the job over");
+                return Settle::Ack;
+            }
+            Ok(Outcome::NotFound) => {
+                // Jobs are committed before their message is queued, so this
+                // message was not sent by the service.
+                tracing::error!("message for an unknown job; dead-lettering it");
+                return Settle::DeadLetter;
+            }
+            // Another claim is live: its worker may have died, so wait for the
+            // claim to run out and try to take the job over. A claim that is
+            // still renewed belongs to a live worker, which holds its own
+            // message; if that worker dies later, its message comes back, and
+            // the sweeper queues another if even that is lost.
+            Ok(Outcome::Busy { lease_left }) if busy_waits < BUSY_WAITS => {
+                busy_waits += 1;
+                tokio::time::sleep(lease_left + BUSY_MARGIN).await;
+            }
+            Ok(Outcome::Busy { .. }) => return Settle::Ack,
+            Err(e) if e.is_transient() && backoff.wait().await => {
+                tracing::warn!(error = %e, "transient database error; retrying");
+                runner.metrics.retries.with_label_values(&["claim"]).inc();
+            }
+            Err(e) => {
+                // The delivery count grows with each requeue: a message that
+                // keeps failing ends in the dead-letter queue, and its job is
+                // given up after a bounded number of claims.
+                tracing::error!(error = %e, "job failed; its message goes back to the queue");
+                tokio::time::sleep(RETRY_DELAY).await;
+                return Settle::Requeue;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Settle {
     Ack,
     Requeue,

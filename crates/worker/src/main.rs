@@ -15,6 +15,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Reads FAILPOINTS in builds with the `failpoints` feature (chaos runs).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let settings = Settings::load()?;
     telemetry::init(&settings.log);
     let wanted = if args.resources.is_empty() {

@@ -14,6 +14,10 @@ pub struct WorkerMetrics {
     pub job_duration: HistogramVec,
     pub chunk_duration: HistogramVec,
     pub jobs_in_flight: IntGauge,
+    /// Steps retried after a transient database error, by step.
+    pub retries: IntCounterVec,
+    /// Unfinished jobs the sweeper queued a fresh message for.
+    pub jobs_redispatched: prometheus::IntCounter,
     db_pool: IntGaugeVec,
 }
 
@@ -56,6 +60,20 @@ impl WorkerMetrics {
         .expect("valid metric");
         let jobs_in_flight = IntGauge::new("worker_jobs_in_flight", "Jobs this worker is running")
             .expect("valid metric");
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "worker_transient_retries_total",
+                "Steps retried after a transient database error (deadlock, serialization \
+                 failure, lost connection), by step",
+            ),
+            &["step"],
+        )
+        .expect("valid metric");
+        let jobs_redispatched = prometheus::IntCounter::new(
+            "worker_jobs_redispatched_total",
+            "Unfinished jobs whose message was lost, queued again by the sweeper",
+        )
+        .expect("valid metric");
         let db_pool = telemetry::metrics::pool_gauge();
         let registry = telemetry::metrics::registry(vec![
             Box::new(jobs_finished.clone()),
@@ -63,6 +81,8 @@ impl WorkerMetrics {
             Box::new(job_duration.clone()),
             Box::new(chunk_duration.clone()),
             Box::new(jobs_in_flight.clone()),
+            Box::new(retries.clone()),
+            Box::new(jobs_redispatched.clone()),
             Box::new(db_pool.clone()),
         ]);
         Self {
@@ -72,6 +92,8 @@ impl WorkerMetrics {
             job_duration,
             chunk_duration,
             jobs_in_flight,
+            retries,
+            jobs_redispatched,
             db_pool,
         }
     }

@@ -499,6 +499,35 @@ pub fn error_at(job: &Value, index: u64) -> &Value {
         .unwrap_or_else(|| panic!("no error at index {index}: {job}"))
 }
 
+/// The value of a sample of `name` whose labels include `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub async fn scrape(app: &TestApp, url: &str) -> String {
+    let response = app.client.get(url).send().await.expect("scraped");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    response.text().await.expect("text")
+}
+
 /// The API's OpenAPI document.
 pub fn openapi() -> Value {
     api::openapi::document()

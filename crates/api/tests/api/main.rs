@@ -12,6 +12,7 @@ mod operations;
 mod products;
 mod reconciliation;
 mod records;
+mod recovery;
 mod resources;
 mod security;
 mod workers;

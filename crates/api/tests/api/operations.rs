@@ -9,36 +9,9 @@ use settings::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{AppOptions, TestApp, bulk, eventually, products, spawn_app, spawn_app_with};
-
-/// The value of a sample of `name` whose labels include `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| {
-            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
-        })
-        .find(|line| {
-            labels
-                .iter()
-                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn scrape(app: &TestApp, url: &str) -> String {
-    let response = app.client.get(url).send().await.expect("scraped");
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .expect("ascii")
-            .starts_with("text/plain")
-    );
-    response.text().await.expect("text")
-}
+use crate::helpers::{
+    AppOptions, TestApp, bulk, eventually, products, sample, scrape, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn metrics_count_requests_jobs_and_records() {
@@ -272,6 +245,23 @@ async fn readiness_follows_postgres_and_rabbitmq() {
     .await;
     let (_, body) = ready(&app, &base).await;
     assert_eq!(body["checks"]["database"], false);
+    // A request meanwhile gets a 503 it can retry, not a 500.
+    let refused = app
+        .client
+        .post(format!(
+            "{base}/v1/entities/{}/migration/products/bulk",
+            app.entity_id
+        ))
+        .bearer_auth(&app.key)
+        .json(&bulk(products(1), "skip"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], "service_unavailable");
+    assert_eq!(body["type"], "internal");
     pg.restore();
     eventually("readiness to return with Postgres", || async {
         ready(&app, &base).await.0

@@ -299,6 +299,6 @@ async fn a_job_that_keeps_failing_is_ended_with_its_records_accounted_for() {
         .iter()
         .map(|e| e["code"].as_str().expect("code"))
         .collect();
-    assert_eq!(codes, vec!["internal_error"; 3]);
+    assert_eq!(codes, vec!["retries_exhausted"; 3]);
     assert_eq!(app.count("products").await, 0);
 }
