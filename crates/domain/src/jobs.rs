@@ -620,9 +620,9 @@ pub async fn renew(
 
 /// Gives up a claim after a failed attempt, noting why, so that the next
 /// delivery of the job's message can claim it at once instead of waiting for
-/// the lease to run out.
-pub async fn release(pool: &PgPool, job: &ClaimedJob, error: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// the lease to run out. False when the claim was no longer held.
+pub async fn release(pool: &PgPool, job: &ClaimedJob, error: &str) -> Result<bool, sqlx::Error> {
+    let released = sqlx::query(
         "update migration_jobs
          set lease_token = null, lease_expires_at = now(), last_error = $3
          where id = $1 and lease_token = $2",
@@ -631,8 +631,8 @@ pub async fn release(pool: &PgPool, job: &ClaimedJob, error: &str) -> Result<(),
     .bind(job.lease_token)
     .bind(error)
     .execute(pool)
-    .await
-    .map(drop)
+    .await?;
+    Ok(released.rows_affected() == 1)
 }
 
 /// Hands an unfinished job on: releases the claim and queues a fresh message

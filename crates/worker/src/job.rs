@@ -80,6 +80,10 @@ pub enum Outcome {
     NotFound,
     /// Another worker took the job over while this one ran; it finishes it.
     LeaseLost,
+    /// A write was refused although the claim is still this worker's: a
+    /// retried commit whose first try had in fact gone through. The claim was
+    /// released, to be taken again from the committed checkpoint.
+    Released,
     /// The job ran past the time one message may be held; it was handed on
     /// through a fresh message and resumes at its checkpoint.
     HandedOn,
@@ -146,7 +150,15 @@ impl JobRunner {
             Ok(outcome) => Ok(outcome),
             // Whatever this worker wrote in the fenced transaction was rolled
             // back; the worker that owns the job now finishes it.
-            Err(RunError::Fenced(FencedError::LeaseLost)) => Ok(Outcome::LeaseLost),
+            // Or the claim is still ours, and a commit whose answer was lost
+            // moved the checkpoint past where the retry expected it.
+            Err(RunError::Fenced(FencedError::LeaseLost)) => {
+                match jobs::release(&self.pool, &job, "a commit's answer was lost").await {
+                    Ok(true) => Ok(Outcome::Released),
+                    Ok(false) => Ok(Outcome::LeaseLost),
+                    Err(e) => Err(e.into()),
+                }
+            }
             Err(RunError::Fenced(FencedError::Database(e))) => {
                 Err(self.failed(&job, e.into()).await)
             }

@@ -392,6 +392,9 @@ async fn settlement(runner: &JobRunner, job_id: uuid::Uuid, deadline: Instant) -
                 tracing::info!("job handed on through a fresh message");
                 return Settle::Ack;
             }
+            Ok(Outcome::Released) => {
+                tracing::warn!("claim released after a lost commit answer; claiming it again");
+            }
             Ok(Outcome::LeaseLost) => {
                 tracing::warn!("another worker took the job over");
                 return Settle::Ack;
