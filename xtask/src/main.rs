@@ -10,6 +10,24 @@
 //!   validates `openapi.json` against the OpenAPI 3.1 schema.
 //! - `openapi`: writes `openapi.json` from the code (after an API change; a
 //!   test fails while the committed file differs from what the API serves).
+//! - `chaos`: builds the binaries with the worker's failpoints and runs
+//!   `arcus-chaos` (crates/chaos): one API and three workers against the local
+//!   Postgres and RabbitMQ, under load, with faults injected, then checks the
+//!   invariants. `--mutant NAME` runs it on binaries built from HEAD with
+//!   `xtask/chaos-mutants/NAME.patch` applied (for 180 s unless `--duration`
+//!   says otherwise), and passes only if the checker finds violations.
+//!
+//! The mutants are patches against HEAD. When the code a mutant breaks
+//! changes, regenerate its patch without touching the work tree:
+//!
+//! ```sh
+//! git worktree add --detach /tmp/mutant HEAD
+//! # edit /tmp/mutant/crates/domain/src/jobs.rs: in `checkpoint`, make the
+//! # update's condition stop fencing, e.g.
+//! # `where id = $1 and ($2::uuid is not null) and ($3::int4 is not null)`
+//! git -C /tmp/mutant diff > xtask/chaos-mutants/unfenced-checkpoint.patch
+//! git worktree remove --force /tmp/mutant
+//! ```
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -33,16 +51,25 @@ fn main() -> anyhow::Result<()> {
         "test" => test(&rest),
         "deploy-check" => deploy_check(),
         "openapi" => openapi(),
+        "chaos" => chaos(&rest),
         _ => {
-            eprintln!("usage: cargo xtask <up|test|deploy-check|openapi> [args]");
+            eprintln!("usage: cargo xtask <up|test|deploy-check|openapi|chaos> [args]");
             eprintln!(
                 "  up     run the service locally: migrations, demo key, API and two workers"
             );
-            eprintln!("  test   check formatting, deploy-check, then run every test");
+            eprintln!(
+                "  test   check formatting, deploy-check, run every test, then a 60 s chaos run"
+            );
             eprintln!(
                 "  deploy-check   validate the Kubernetes manifests, compose file and openapi.json"
             );
             eprintln!("  openapi   write openapi.json from the code");
+            eprintln!(
+                "  chaos [--duration SECS] [--seed N] [--json FILE] [--mutant NAME] [--release]"
+            );
+            eprintln!(
+                "         fault injection against the real binaries, then an invariant check"
+            );
             bail!("unknown task '{task}'")
         }
     }
@@ -99,9 +126,26 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     {
         run(cargo().args(["install", "cargo-nextest", "--locked"]))?;
     }
-    // The suite runs last, so its summary closes the output.
     deploy_check()?;
-    run(&mut nextest)
+    let suite = run(&mut nextest);
+    // A short chaos run after the tests, whatever their outcome: it restarts
+    // Postgres and RabbitMQ, which no test may see, and its verdict is worth
+    // having even when a test failed.
+    // It drives the local services themselves (it restarts them); without
+    // them (the testcontainers path) there is nothing to run it against.
+    let local = reachable("127.0.0.1:5432") && reachable("127.0.0.1:5672");
+    if !local {
+        println!("chaos:   skipped: it needs the local Postgres and RabbitMQ");
+        return suite;
+    }
+    let chaos = chaos(&["--duration".to_owned(), "60".to_owned()]);
+    let verdict = |r: &anyhow::Result<()>| match r {
+        Ok(()) => "passed".to_owned(),
+        Err(e) => format!("FAILED ({e:#})"),
+    };
+    println!("nextest: {}", verdict(&suite));
+    println!("chaos:   {}", verdict(&chaos));
+    suite.and(chaos)
 }
 
 /// The Kubernetes version the manifests are validated against.
@@ -315,4 +359,154 @@ fn stop(children: &mut [(String, Child)]) {
     for (_, child) in children.iter_mut() {
         let _ = child.wait();
     }
+}
+
+/// What `arcus-chaos` exits with when the run found violations (0: none; 2:
+/// the harness itself failed).
+const CHAOS_VIOLATIONS: i32 = 1;
+/// Seconds of a mutant's run unless `--duration` says otherwise.
+const MUTANT_DURATION: &str = "180";
+
+/// `cargo xtask chaos [--duration SECS] [--seed N] [--json FILE] [--mutant NAME] [--release]`
+///
+/// Other arguments go to `arcus-chaos` as they are (`--help` lists them).
+fn chaos(args: &[String]) -> anyhow::Result<()> {
+    let mut passed = Vec::new();
+    let mut mutant = None;
+    let mut release = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--mutant" => mutant = Some(args.next().context("--mutant needs a name")?.clone()),
+            "--release" => release = true,
+            _ => passed.push(arg.clone()),
+        }
+    }
+    // A mutant is caught when a stalled worker wakes while another has taken
+    // its long job over, which takes a few stalls: give it time by default.
+    if mutant.is_some() && !passed.iter().any(|a| a == "--duration") {
+        passed.extend(["--duration".to_owned(), MUTANT_DURATION.to_owned()]);
+    }
+    let root = root();
+    let profile = if release { "release" } else { "debug" };
+    // The harness always comes from this tree: it is what a mutant tests.
+    build(&root, &root.join("target"), true, release)?;
+    let bin_dir = match &mutant {
+        None => root.join("target").join(profile),
+        Some(name) => {
+            let tree = mutant_tree(&root, name)?;
+            let target = root.join("target/chaos-mutant-target");
+            build(&tree, &target, false, release)?;
+            target.join(profile)
+        }
+    };
+    let status = Command::new(root.join("target").join(profile).join("arcus-chaos"))
+        .current_dir(&root)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--log-dir")
+        .arg(root.join("target/chaos"))
+        .args(&passed)
+        .status()
+        .context("running arcus-chaos")?;
+    match (mutant, status.code()) {
+        (None, Some(0)) => Ok(()),
+        (None, Some(CHAOS_VIOLATIONS)) => bail!("the chaos run found violations"),
+        (None, _) => bail!("the chaos harness failed: {status}"),
+        (Some(name), Some(CHAOS_VIOLATIONS)) => {
+            println!("mutant {name} was caught: the checker found its violations");
+            Ok(())
+        }
+        (Some(name), Some(0)) => bail!(
+            "mutant {name} survived: the run found no violation (a longer --duration gives \
+             the faults more chances; a survivor every time means a blind spot)"
+        ),
+        (Some(name), _) => bail!("the chaos harness failed on mutant {name}: {status}"),
+    }
+}
+
+/// Builds the service's binaries (and the harness, with `harness`) from
+/// `tree` into `target_dir`, with the worker's failpoints compiled in.
+fn build(tree: &Path, target_dir: &Path, harness: bool, release: bool) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.current_dir(tree)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(["build", "-p", "api", "-p", "worker", "-p", "cli"]);
+    if harness {
+        cmd.args(["-p", "chaos"]);
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    // A tree from before the worker had its failpoints (a mutant of an older
+    // HEAD) still builds: its runs just lack the crash between commit and ack.
+    if declares_feature(&tree.join("crates/worker/Cargo.toml"), "failpoints")? {
+        cmd.args(["--features", "worker/failpoints"]);
+    } else {
+        eprintln!(
+            "warning: {} has no worker `failpoints` feature; building without it",
+            tree.display()
+        );
+    }
+    run(&mut cmd)
+}
+
+/// Whether a manifest's `[features]` table has `feature`.
+fn declares_feature(manifest: &Path, feature: &str) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let mut in_features = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_features = line == "[features]";
+        } else if in_features
+            && line
+                .split_once('=')
+                .is_some_and(|(key, _)| key.trim() == feature)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// HEAD exported to `target/chaos-mutant` with the mutant's patch applied.
+/// An export rather than a checkout: the repository's state is not touched.
+fn mutant_tree(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let patch = root
+        .join("xtask/chaos-mutants")
+        .join(format!("{name}.patch"));
+    if !patch.exists() {
+        bail!("no mutant {name}: {} does not exist", patch.display());
+    }
+    let tree = root.join("target/chaos-mutant");
+    if tree.exists() {
+        std::fs::remove_dir_all(&tree).with_context(|| format!("removing {}", tree.display()))?;
+    }
+    std::fs::create_dir_all(&tree)?;
+    let mut archive = Command::new("git")
+        .current_dir(root)
+        .args(["archive", "--format=tar", "HEAD"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running git archive")?;
+    let tar = archive.stdout.take().context("git archive's output")?;
+    run(Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(&tree)
+        .stdin(tar))?;
+    let archived = archive.wait()?;
+    if !archived.success() {
+        bail!("git archive HEAD failed: {archived}");
+    }
+    // From the repository root, `--directory` points the patch's paths into
+    // the export; without it they would name the work tree's own files.
+    run(Command::new("git")
+        .current_dir(root)
+        .arg("apply")
+        .arg("--directory=target/chaos-mutant")
+        .arg(&patch))
+    .with_context(|| format!("applying {} to HEAD", patch.display()))?;
+    Ok(tree)
 }

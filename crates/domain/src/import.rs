@@ -240,6 +240,22 @@ pub async fn import_records(
     records: &[Value],
     first_index: u32,
 ) -> Result<Tally, ImportError> {
+    // Records number their documents from per-kind sequence rows (customers
+    // and vendors; sales orders, invoices...), locked in record order, so two
+    // chunks of one entity could lock two kinds in opposite orders and
+    // deadlock. Taking one lock per entity, mode and resource first orders
+    // them; chunks of the same kind queued on the sequence rows anyway.
+    if ctx.resource != Resource::Products {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!(
+                "numbering/{}/{}/{}",
+                ctx.tenant.entity_id,
+                ctx.tenant.mode.as_str(),
+                ctx.resource.as_str()
+            ))
+            .execute(&mut *conn)
+            .await?;
+    }
     match ctx.resource {
         Resource::Accounts => run::<Accounts>(conn, ctx, records, first_index).await,
         Resource::Products => run::<Products>(conn, ctx, records, first_index).await,

@@ -116,7 +116,12 @@ impl Worker {
             &format!("{owner} relay"),
             topology.clone(),
         ));
-        publisher.check().await.context("connecting to RabbitMQ")?;
+        // A broker that is down at start (restarting, say) is waited for like
+        // one that goes away later: the consumer and the relay reconnect, and
+        // `/readyz` says not ready meanwhile.
+        if let Err(e) = publisher.check().await {
+            tracing::warn!(error = %e, "RabbitMQ is not reachable yet; will keep trying");
+        }
 
         let concurrency = settings.worker.concurrency.max(1);
         let consuming = Arc::new(AtomicBool::new(false));
