@@ -22,10 +22,9 @@
 //!
 //! ```sh
 //! git worktree add --detach /tmp/mutant HEAD
-//! # edit /tmp/mutant/crates/domain/src/jobs.rs: in `checkpoint`, make the
-//! # update's condition stop fencing, e.g.
-//! # `where id = $1 and ($2::uuid is not null) and ($3::int4 is not null)`
-//! git -C /tmp/mutant diff > xtask/chaos-mutants/unfenced-checkpoint.patch
+//! # break /tmp/mutant as the mutant does, e.g. for ack-before-commit: in
+//! # crates/worker/src/lib.rs, `handle` acks the delivery before `settlement`
+//! git -C /tmp/mutant diff > xtask/chaos-mutants/ack-before-commit.patch
 //! git worktree remove --force /tmp/mutant
 //! ```
 
