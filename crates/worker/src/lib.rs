@@ -11,8 +11,10 @@ mod job;
 mod metrics;
 mod probe;
 
-pub use job::{Backoff, JobRunner, Outcome, ProcessError};
+pub use job::{JobRunner, Outcome, ProcessError};
 pub use metrics::WorkerMetrics;
+
+use job::Backoff;
 
 use std::future::Future;
 use std::sync::Arc;
