@@ -7,9 +7,12 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::ConflictMode;
 use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID};
-use crate::import::{Canonical, Provenance, WriteContext};
+use crate::import::{
+    Applied, Canonical, Item, Provenance, RecordByRecord, WriteContext, record_by_record,
+};
 use crate::{ledger, new_id};
 
 const ACCOUNT_TYPES: [&str; 4] = ["business", "individual", "lead", "vendor"];
@@ -132,6 +135,21 @@ impl Canonical for Accounts {
         AccountInput::parse(record)
     }
 
+    async fn apply(
+        conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        conflict: ConflictMode,
+        items: &[Item<'_, Self::Input>],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        record_by_record::<Self>(conn, ctx, conflict, items).await
+    }
+
+    fn constraint_error(_: &sqlx::Error) -> Option<RecordError> {
+        None
+    }
+}
+
+impl RecordByRecord for Accounts {
     async fn create(
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,

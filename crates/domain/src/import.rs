@@ -1,14 +1,24 @@
-//! The bulk import: a thin loop over the resources' canonical handlers.
+//! The bulk import: a thin driver over the resources' canonical batch handlers.
 //!
-//! For each record it reads the `external_id`, validates the payload, looks the
-//! record's provenance up and, by the job's conflict mode, creates, updates,
-//! skips or replaces through the same handlers the single-record endpoints use.
-//! Each record runs inside its own savepoint, so a record that fails leaves
-//! nothing behind and never takes the good records of its chunk down with it.
+//! It reads each record's `external_id` and validates its payload, then hands
+//! the valid records of a chunk to their resource's handler at once. A handler
+//! looks everything up with one query per kind of look-up, decides every
+//! record's outcome (created, updated, skipped, replaced or failed) in Rust,
+//! record after record as if they had been applied one at a time, and writes
+//! the survivors with set-based statements. The single-record endpoints call
+//! the same handler with a batch of one.
+//!
+//! The batch runs inside a savepoint. A database constraint the handler could
+//! not foresee (a concurrent writer, a component the batch deletes) fails the
+//! whole statement: the savepoint is rolled back and the batch is split in two
+//! halves, applied one after the other, down to the record to blame. So a
+//! record that fails leaves nothing behind and never takes the good records of
+//! its chunk down with it.
 //!
 //! The caller owns the transaction: the worker commits a chunk together with the
 //! job's counters, and a dry run rolls everything back.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use serde::Serialize;
@@ -48,7 +58,27 @@ pub struct WriteContext<'a> {
     pub actor: &'a Actor,
 }
 
-/// A resource as the import loop drives it. Every method runs on the caller's
+/// One valid record of a batch, as its handler takes it.
+#[derive(Debug)]
+pub struct Item<'a, I> {
+    /// Where the record came from; a single record may have none.
+    pub provenance: Option<Provenance<'a>>,
+    pub input: I,
+}
+
+/// What became of one record of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// Written (or, in skip mode, left alone): the record's id.
+    Done(Outcome, Uuid),
+    /// The record breaks a rule; nothing of it was written.
+    Failed(RecordError),
+    /// `error` mode met an existing record: the batch stops here and the
+    /// caller rolls everything back.
+    Collision(Uuid),
+}
+
+/// A resource as the import drives it. Every method runs on the caller's
 /// connection, inside the caller's transaction.
 pub trait Canonical {
     type Input: Send + Sync;
@@ -58,6 +88,29 @@ pub trait Canonical {
 
     fn parse(record: &Value) -> Result<Self::Input, RecordError>;
 
+    /// Applies `items` in order under `conflict`, each with the outcome it
+    /// would have had if they had been applied one at a time, one after the
+    /// other: a record sees what the records before it wrote. Returns one
+    /// outcome per item, or fewer when it stops at a collision.
+    ///
+    /// A database error leaves the batch to be rolled back: the caller splits
+    /// it and tries again, down to the single record, whose error is then
+    /// read with [`Canonical::constraint_error`].
+    fn apply(
+        conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        conflict: ConflictMode,
+        items: &[Item<'_, Self::Input>],
+    ) -> impl Future<Output = Result<Vec<Applied>, sqlx::Error>> + Send;
+
+    /// The record error a constraint failure of a batch of one record stands
+    /// for, when it is the record's fault.
+    fn constraint_error(err: &sqlx::Error) -> Option<RecordError>;
+}
+
+/// A resource whose handler still writes one record at a time: its batch
+/// handler is [`record_by_record`].
+pub(crate) trait RecordByRecord: Canonical {
     fn create(
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
@@ -71,6 +124,103 @@ pub trait Canonical {
         id: Uuid,
         input: &Self::Input,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// The batch handler of a [`RecordByRecord`] resource: each record in its
+/// own savepoint, so one that fails half-way leaves nothing behind.
+pub(crate) async fn record_by_record<R: RecordByRecord>(
+    conn: &mut PgConnection,
+    ctx: &WriteContext<'_>,
+    conflict: ConflictMode,
+    items: &[Item<'_, R::Input>],
+) -> Result<Vec<Applied>, sqlx::Error> {
+    let mut applied = Vec::with_capacity(items.len());
+    for item in items {
+        let mut savepoint = conn.begin().await?;
+        match apply_one::<R>(&mut savepoint, ctx, conflict, item).await {
+            Ok(outcome) => {
+                savepoint.commit().await?;
+                let stop = matches!(outcome, Applied::Collision(_));
+                applied.push(outcome);
+                if stop {
+                    break;
+                }
+            }
+            Err(HandlerError::Record(e)) => {
+                savepoint.rollback().await?;
+                applied.push(Applied::Failed(e));
+            }
+            Err(HandlerError::Database(e)) => {
+                savepoint.rollback().await?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(applied)
+}
+
+async fn apply_one<R: RecordByRecord>(
+    conn: &mut PgConnection,
+    ctx: &WriteContext<'_>,
+    conflict: ConflictMode,
+    item: &Item<'_, R::Input>,
+) -> Result<Applied, HandlerError> {
+    let existing = match item.provenance {
+        Some(p) => find_by_provenance(conn, R::TABLE, ctx.tenant, p).await?,
+        None => None,
+    };
+    Ok(match (existing, conflict) {
+        (None, _) => {
+            let id = R::create(conn, ctx, item.provenance, &item.input).await?;
+            Applied::Done(Outcome::Created, id)
+        }
+        (Some(id), ConflictMode::Skip) => Applied::Done(Outcome::Skipped, id),
+        (Some(id), ConflictMode::Update) => {
+            R::update(conn, ctx, id, &item.input).await?;
+            Applied::Done(Outcome::Updated, id)
+        }
+        (Some(id), ConflictMode::Replace) => {
+            clear_provenance(conn, R::TABLE, id).await?;
+            let id = R::create(conn, ctx, item.provenance, &item.input).await?;
+            Applied::Done(Outcome::Replaced, id)
+        }
+        (Some(id), ConflictMode::Error) => Applied::Collision(id),
+    })
+}
+
+/// The records of `table` holding the given provenances, locked so that a
+/// concurrent job cannot change them under our write: one query per source
+/// (a batch has one).
+pub(crate) async fn existing_by_provenance<I>(
+    conn: &mut PgConnection,
+    table: &str,
+    tenant: Tenant,
+    items: &[Item<'_, I>],
+) -> Result<HashMap<(String, String), Uuid>, sqlx::Error> {
+    let mut by_source: HashMap<&str, Vec<&str>> = HashMap::new();
+    for p in items.iter().filter_map(|i| i.provenance) {
+        by_source.entry(p.source).or_default().push(p.external_id);
+    }
+    let mut existing = HashMap::new();
+    for (source, external_ids) in by_source {
+        let rows: Vec<(String, Uuid)> = sqlx::query_as(&format!(
+            "select external_id, id from {table}
+             where entity_id = $1 and mode = $2 and external_source = $3
+               and external_id = any($4)
+             for update"
+        ))
+        .bind(tenant.entity_id)
+        .bind(tenant.mode.as_str())
+        .bind(source)
+        .bind(&external_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        existing.extend(
+            rows.into_iter()
+                .map(|(external_id, id)| ((source.to_owned(), external_id), id)),
+        );
+    }
+    Ok(existing)
 }
 
 /// The record imported earlier from the same source with the same external
@@ -303,32 +453,61 @@ async fn run<R: Canonical>(
     records: &[Value],
     first_index: u32,
 ) -> Result<Tally, ImportError> {
+    // Checked in Rust first: the records that fail here never reach the
+    // handler, and keep their place in the tally.
+    let checked: Vec<Result<Item<'_, R::Input>, RecordFailure>> = (first_index..)
+        .zip(records)
+        .map(|(index, record)| {
+            let external_id = external_id(record)
+                .map_err(|e| RecordFailure::new(index, external_id_of(record), e))?;
+            let input =
+                R::parse(record).map_err(|e| RecordFailure::new(index, Some(external_id), e))?;
+            Ok(Item {
+                provenance: Some(Provenance {
+                    source: ctx.external_source,
+                    external_id,
+                }),
+                input,
+            })
+        })
+        .collect();
+    let mut indexes = Vec::new();
+    let mut items = Vec::new();
     let mut tally = Tally::default();
-    for (index, record) in (first_index..).zip(records) {
-        let external_id = match external_id(record) {
-            Ok(id) => id,
-            Err(e) => {
-                tally.failure(RecordFailure::new(index, external_id_of(record), e));
-                continue;
+    let mut failures = Vec::new();
+    for (index, checked) in (first_index..).zip(checked) {
+        match checked {
+            Ok(item) => {
+                indexes.push(index);
+                items.push(item);
             }
-        };
-        let input = match R::parse(record) {
-            Ok(input) => input,
-            Err(e) => {
-                tally.failure(RecordFailure::new(index, Some(external_id), e));
-                continue;
-            }
-        };
-        let provenance = Provenance {
-            source: ctx.external_source,
-            external_id,
-        };
-        match apply_in_savepoint::<R>(conn, ctx, provenance, &input).await? {
-            Applied::Done(outcome) => tally.success(outcome),
-            Applied::Failed(e) => tally.failure(RecordFailure::new(index, Some(external_id), e)),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    // Bulk imports are submitted with `migration:write`, which is what allows
+    // `bypass_period_check`.
+    let write = WriteContext {
+        tenant: ctx.tenant,
+        external_source: Some(ctx.external_source),
+        may_bypass_period_check: true,
+        actor: ctx.actor,
+    };
+    let applied = apply_batch::<R>(conn, &write, ctx.conflict_mode, &items).await?;
+
+    // Merged back in record order: the tally reports errors by index.
+    let mut failures = failures.into_iter().peekable();
+    for ((index, item), applied) in indexes.iter().zip(&items).zip(applied) {
+        while let Some(failure) = failures.next_if(|f| f.index < *index) {
+            tally.failure(failure);
+        }
+        let external_id = item.provenance.map(|p| p.external_id);
+        match applied {
+            Applied::Done(outcome, _) => tally.success(outcome),
+            Applied::Failed(e) => tally.failure(RecordFailure::new(*index, external_id, e)),
             Applied::Collision(existing) => {
+                let external_id = external_id.unwrap_or_default();
                 let collision = RecordFailure::new(
-                    index,
+                    *index,
                     Some(external_id),
                     RecordError::at(
                         "external_id_conflict",
@@ -348,99 +527,100 @@ async fn run<R: Canonical>(
             }
         }
     }
+    failures.for_each(|failure| tally.failure(failure));
     Ok(tally)
 }
 
-enum Applied {
-    Done(Outcome),
-    Failed(RecordError),
-    Collision(Uuid),
-}
-
-/// Applies one record inside a savepoint: released when the record succeeds,
-/// rolled back when it fails, so a failed record leaves nothing behind.
-async fn apply_in_savepoint<R: Canonical>(
+/// Applies a batch through its handler inside a savepoint. When a statement
+/// fails on a constraint the handler could not foresee, the savepoint is
+/// rolled back and the batch split in two halves, applied one after the
+/// other, until the failure is down to one record: that record fails alone.
+async fn apply_batch<R: Canonical>(
     conn: &mut PgConnection,
-    ctx: &ImportContext<'_>,
-    provenance: Provenance<'_>,
-    input: &R::Input,
-) -> Result<Applied, sqlx::Error> {
-    // A concurrent job may insert the same provenance between our look-up and
-    // our insert; the unique constraint stops it, and a second pass sees the
-    // now-committed record and applies the conflict mode to it.
-    for attempt in 0..2 {
-        let mut savepoint = conn.begin().await?;
-        match apply::<R>(&mut savepoint, ctx, provenance, input).await {
-            Ok(Applied::Failed(e)) => {
-                savepoint.rollback().await?;
-                return Ok(Applied::Failed(e));
+    ctx: &WriteContext<'_>,
+    conflict: ConflictMode,
+    items: &[Item<'_, R::Input>],
+) -> Result<Vec<Applied>, sqlx::Error> {
+    let mut applied = Vec::with_capacity(items.len());
+    // The parts still to apply, the next one last.
+    let mut parts = vec![items];
+    while let Some(part) = parts.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let outcomes = match attempt::<R>(conn, ctx, conflict, part).await? {
+            Ok(outcomes) => outcomes,
+            Err(e) if part.len() > 1 => {
+                tracing::debug!(error = %e, records = part.len(), "a set-based write failed; splitting the batch");
+                let (first, second) = part.split_at(part.len() / 2);
+                parts.push(second);
+                parts.push(first);
+                continue;
             }
-            Ok(applied) => {
-                savepoint.commit().await?;
-                return Ok(applied);
-            }
-            Err(HandlerError::Record(e)) => {
-                savepoint.rollback().await?;
-                return Ok(Applied::Failed(e));
-            }
-            Err(HandlerError::Database(e)) => {
-                savepoint.rollback().await?;
-                let provenance_race =
-                    violated_constraint(&e).is_some_and(|name| name.ends_with("_provenance_key"));
-                if provenance_race && attempt == 0 {
-                    continue;
-                }
-                // A deadlock or an outage: the caller retries the whole chunk.
-                if is_transient(&e) {
-                    return Err(e);
-                }
-                // Anything else would fail again on every retry: it fails this
-                // record alone, and the others go on.
-                tracing::error!(error = %e, "unexpected database error on a record");
-                return Ok(Applied::Failed(RecordError::new(
-                    "internal_error",
-                    "the record could not be written because of an internal error; \
-                     it was not saved",
-                )));
-            }
+            Err(e) => vec![single_failure::<R>(conn, ctx, conflict, part, e).await?],
+        };
+        let collided = matches!(outcomes.last(), Some(Applied::Collision(_)));
+        applied.extend(outcomes);
+        if collided {
+            break;
         }
     }
-    unreachable!("the loop returns on its second pass")
+    Ok(applied)
 }
 
-async fn apply<R: Canonical>(
+/// One try of a batch in a savepoint: the outcomes, or the database error
+/// that rolled it back. A transient error is the caller's to retry.
+async fn attempt<R: Canonical>(
     conn: &mut PgConnection,
-    ctx: &ImportContext<'_>,
-    provenance: Provenance<'_>,
-    input: &R::Input,
-) -> Result<Applied, HandlerError> {
-    // Bulk imports are submitted with `migration:write`, which is what allows
-    // `bypass_period_check`.
-    let write = WriteContext {
-        tenant: ctx.tenant,
-        external_source: Some(ctx.external_source),
-        may_bypass_period_check: true,
-        actor: ctx.actor,
+    ctx: &WriteContext<'_>,
+    conflict: ConflictMode,
+    items: &[Item<'_, R::Input>],
+) -> Result<Result<Vec<Applied>, sqlx::Error>, sqlx::Error> {
+    let mut savepoint = conn.begin().await?;
+    match R::apply(&mut savepoint, ctx, conflict, items).await {
+        Ok(outcomes) => {
+            savepoint.commit().await?;
+            Ok(Ok(outcomes))
+        }
+        Err(e) => {
+            savepoint.rollback().await?;
+            if is_transient(&e) {
+                return Err(e);
+            }
+            Ok(Err(e))
+        }
+    }
+}
+
+/// The outcome of a single record whose write failed on `error`.
+async fn single_failure<R: Canonical>(
+    conn: &mut PgConnection,
+    ctx: &WriteContext<'_>,
+    conflict: ConflictMode,
+    item: &[Item<'_, R::Input>],
+    error: sqlx::Error,
+) -> Result<Applied, sqlx::Error> {
+    // A concurrent job inserted the same provenance between our look-up and
+    // our insert; a second try sees the now-committed record and applies the
+    // conflict mode to it.
+    let error = if violated_constraint(&error).is_some_and(|c| c.ends_with("_provenance_key")) {
+        match attempt::<R>(conn, ctx, conflict, item).await? {
+            Ok(mut outcomes) => return Ok(outcomes.remove(0)),
+            Err(e) => e,
+        }
+    } else {
+        error
     };
-    let existing = find_by_provenance(conn, R::TABLE, ctx.tenant, provenance).await?;
-    let outcome = match (existing, ctx.conflict_mode) {
-        (None, _) => {
-            R::create(conn, &write, Some(provenance), input).await?;
-            Outcome::Created
-        }
-        (Some(_), ConflictMode::Skip) => Outcome::Skipped,
-        (Some(id), ConflictMode::Update) => {
-            R::update(conn, &write, id, input).await?;
-            Outcome::Updated
-        }
-        (Some(id), ConflictMode::Replace) => {
-            clear_provenance(conn, R::TABLE, id).await?;
-            R::create(conn, &write, Some(provenance), input).await?;
-            Outcome::Replaced
-        }
-        (Some(id), ConflictMode::Error) => return Ok(Applied::Collision(id)),
-    };
-    Ok(Applied::Done(outcome))
+    if let Some(e) = R::constraint_error(&error) {
+        return Ok(Applied::Failed(e));
+    }
+    // Anything else would fail again on every retry: it fails this record
+    // alone, and the others go on.
+    tracing::error!(error = %error, "unexpected database error on a record");
+    Ok(Applied::Failed(RecordError::new(
+        "internal_error",
+        "the record could not be written because of an internal error; it was not saved",
+    )))
 }
 
 /// Creates one record through its resource's canonical create handler: what
@@ -524,39 +704,27 @@ async fn create<R: Canonical>(
         may_bypass_period_check: single.may_bypass_period_check,
         actor: single.actor,
     };
-    if let Some(p) = provenance
-        && let Some(existing) = find_by_provenance(conn, R::TABLE, tenant, p).await?
-    {
-        return Err(conflict(R::TABLE, p, Some(existing)).into());
-    }
-    let mut savepoint = conn.begin().await?;
-    match R::create(&mut savepoint, &ctx, provenance, &input).await {
-        Ok(id) => {
-            savepoint.commit().await?;
-            Ok(id)
-        }
-        Err(HandlerError::Database(e))
-            if violated_constraint(&e).is_some_and(|c| c.ends_with("_provenance_key")) =>
-        {
-            savepoint.rollback().await?;
-            let p = provenance.expect("only a record with provenance breaks its key");
-            let existing = find_by_provenance(conn, R::TABLE, tenant, p).await?;
+    let item = Item { provenance, input };
+    let applied = apply_batch::<R>(conn, &ctx, ConflictMode::Error, std::slice::from_ref(&item))
+        .await?
+        .pop()
+        .expect("a batch of one has one outcome");
+    match applied {
+        Applied::Done(_, id) => Ok(id),
+        Applied::Failed(e) => Err(e.into()),
+        Applied::Collision(existing) => {
+            let p = provenance.expect("only a record with provenance collides");
             Err(conflict(R::TABLE, p, existing).into())
-        }
-        Err(e) => {
-            savepoint.rollback().await?;
-            Err(e)
         }
     }
 }
 
-fn conflict(table: &str, p: Provenance<'_>, existing: Option<Uuid>) -> RecordError {
-    let which = existing.map(|id| format!(" ({id})")).unwrap_or_default();
+fn conflict(table: &str, p: Provenance<'_>, existing: Uuid) -> RecordError {
     RecordError::at(
         "external_id_conflict",
         "external_id",
         format!(
-            "a record with external_id '{}' from source '{}' already exists{which}",
+            "a record with external_id '{}' from source '{}' already exists ({existing})",
             p.external_id, p.source
         ),
     )

@@ -695,13 +695,37 @@ pub async fn sweep(
     .await
 }
 
-/// The records a job was submitted with.
-pub async fn load_records(pool: &PgPool, id: Uuid) -> Result<Vec<Value>, sqlx::Error> {
-    let Json(records): Json<Vec<Value>> =
-        sqlx::query_scalar("select records from migration_job_records where job_id = $1")
-            .bind(id)
-            .fetch_one(pool)
-            .await?;
+/// How many records a job holds as stored.
+pub async fn record_count(pool: &PgPool, id: Uuid) -> Result<usize, sqlx::Error> {
+    let count: i32 = sqlx::query_scalar(
+        "select jsonb_array_length(records) from migration_job_records where job_id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(usize::try_from(count).unwrap_or_default())
+}
+
+/// Records `start..end` of a job, read on the caller's transaction, so a
+/// worker holds the chunk it loads and never the whole batch.
+pub async fn load_records(
+    conn: &mut PgConnection,
+    id: Uuid,
+    start: usize,
+    end: usize,
+) -> Result<Vec<Value>, sqlx::Error> {
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    let range = serde_json::json!({"from": start, "to": end - 1});
+    let Json(records): Json<Vec<Value>> = sqlx::query_scalar(
+        "select jsonb_path_query_array(records, '$[$from to $to]', $2)
+         from migration_job_records where job_id = $1",
+    )
+    .bind(id)
+    .bind(Json(range))
+    .fetch_one(conn)
+    .await?;
     Ok(records)
 }
 

@@ -9,9 +9,12 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::ConflictMode;
 use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID, MISSING};
-use crate::import::{Canonical, Provenance, WriteContext};
+use crate::import::{
+    Applied, Canonical, Item, Provenance, RecordByRecord, WriteContext, record_by_record,
+};
 use crate::refs::{self, GlRef, parse_gl_ref};
 use crate::{audit, ledger, new_id};
 
@@ -165,6 +168,21 @@ impl Canonical for JournalEntries {
         EntryInput::parse(record)
     }
 
+    async fn apply(
+        conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        conflict: ConflictMode,
+        items: &[Item<'_, Self::Input>],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        record_by_record::<Self>(conn, ctx, conflict, items).await
+    }
+
+    fn constraint_error(_: &sqlx::Error) -> Option<RecordError> {
+        None
+    }
+}
+
+impl RecordByRecord for JournalEntries {
     async fn create(
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,

@@ -196,7 +196,12 @@ pub async fn next_number(
     .bind(prefix)
     .fetch_one(conn)
     .await?;
-    Ok(format!("{prefix}-{value:05}"))
+    Ok(format_number(prefix, value))
+}
+
+/// A document number as shown: `SO-00042`.
+pub(crate) fn format_number(prefix: &str, value: i32) -> String {
+    format!("{prefix}-{value:05}")
 }
 
 /// Closes the books of an entity through a date, in the given modes: entries

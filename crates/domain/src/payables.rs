@@ -16,9 +16,12 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::ConflictMode;
 use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID, MISSING};
-use crate::import::{Canonical, Provenance, WriteContext};
+use crate::import::{
+    Applied, Canonical, Item, Provenance, RecordByRecord, WriteContext, record_by_record,
+};
 use crate::orders::cents;
 use crate::refs::{self, GlRef, RefField, parse_gl_ref, parse_ref};
 use crate::{ledger, new_id};
@@ -202,6 +205,21 @@ impl Canonical for VendorBills {
         BillInput::parse(record)
     }
 
+    async fn apply(
+        conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        conflict: ConflictMode,
+        items: &[Item<'_, Self::Input>],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        record_by_record::<Self>(conn, ctx, conflict, items).await
+    }
+
+    fn constraint_error(_: &sqlx::Error) -> Option<RecordError> {
+        None
+    }
+}
+
+impl RecordByRecord for VendorBills {
     async fn create(
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
@@ -498,6 +516,21 @@ impl Canonical for ApPayments {
         PaymentInput::parse(record)
     }
 
+    async fn apply(
+        conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        conflict: ConflictMode,
+        items: &[Item<'_, Self::Input>],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        record_by_record::<Self>(conn, ctx, conflict, items).await
+    }
+
+    fn constraint_error(_: &sqlx::Error) -> Option<RecordError> {
+        None
+    }
+}
+
+impl RecordByRecord for ApPayments {
     async fn create(
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,

@@ -6,7 +6,7 @@
 //! id from the same source; `variants` belong to variant parents only and are
 //! stored as products of their own that live and die with their parent.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
@@ -14,11 +14,13 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::{HandlerError, RecordError, violated_constraint};
+use crate::error::{RecordError, violated_constraint};
 use crate::fields::Fields;
-use crate::import::{Canonical, Provenance, WriteContext};
-use crate::refs::{self, RefField, parse_ref};
-use crate::{Tenant, new_id};
+use crate::import::{
+    Applied, Canonical, Item, Outcome, Provenance, WriteContext, existing_by_provenance,
+};
+use crate::refs::{RefField, RefIndex, parse_ref};
+use crate::{ConflictMode, Tenant, new_id};
 
 const TITLE_MAX: usize = 255;
 const SKU_MAX: usize = 100;
@@ -161,7 +163,7 @@ fn parse_variant(f: &Fields<'_>) -> Result<VariantInput, RecordError> {
     })
 }
 
-/// The product resource, as the import loop sees it.
+/// The product resource: a set-based batch handler.
 pub struct Products;
 
 impl Canonical for Products {
@@ -172,144 +174,433 @@ impl Canonical for Products {
         ProductInput::parse(record)
     }
 
-    async fn create(
+    async fn apply(
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
-        provenance: Option<Provenance<'_>>,
-        input: &ProductInput,
-    ) -> Result<Uuid, HandlerError> {
-        create(conn, ctx, provenance, input).await
+        conflict: ConflictMode,
+        items: &[Item<'_, ProductInput>],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        let mut batch = Batch::load(conn, ctx, items).await?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let applied = batch.apply(ctx, conflict, item);
+            if let Applied::Collision(_) = applied {
+                // Nothing is written: the caller rolls the whole batch back.
+                outcomes.push(applied);
+                return Ok(outcomes);
+            }
+            outcomes.push(applied);
+        }
+        batch.write(conn, ctx.tenant).await?;
+        Ok(outcomes)
     }
 
-    async fn update(
+    fn constraint_error(err: &sqlx::Error) -> Option<RecordError> {
+        constraint_error(err)
+    }
+}
+
+/// A product as the batch leaves it.
+struct Row<'a> {
+    id: Uuid,
+    input: &'a ProductInput,
+    /// Set on new rows only: an update keeps the stored provenance.
+    provenance: Option<Provenance<'a>>,
+    /// Not in the database before the batch.
+    new: bool,
+    components: Vec<(Uuid, Decimal)>,
+    variant_ids: Vec<Uuid>,
+}
+
+/// Who holds a sku: the product row, and the product it belongs to (the
+/// variant's parent, or the row itself).
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    row: Uuid,
+    product: Uuid,
+}
+
+/// A batch of products: what it read, and what its records have done so far.
+/// Records are decided one after the other against this state, which is the
+/// database as the records before them left it.
+struct Batch<'a> {
+    /// The product each provenance of the batch names now; `None` once a
+    /// replace has cleared it.
+    provenance: HashMap<(&'a str, &'a str), Option<Uuid>>,
+    /// The holder of each sku the batch mentions; `None` once freed.
+    skus: HashMap<String, Option<Holder>>,
+    /// The skus each product holds, its variants' included.
+    held: HashMap<Uuid, Vec<String>>,
+    components: RefIndex<bool>,
+    rows: Vec<Row<'a>>,
+    row_of: HashMap<Uuid, usize>,
+    /// Stored products whose provenance a replace clears.
+    cleared: Vec<Uuid>,
+}
+
+impl<'a> Batch<'a> {
+    /// Reads what the batch needs with one query per kind of look-up.
+    async fn load(
         conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        items: &'a [Item<'a, ProductInput>],
+    ) -> Result<Self, sqlx::Error> {
+        let existing = existing_by_provenance(conn, "products", ctx.tenant, items).await?;
+        let provenance = items
+            .iter()
+            .filter_map(|i| i.provenance)
+            .filter_map(|p| {
+                let key = (p.source.to_owned(), p.external_id.to_owned());
+                existing
+                    .get(&key)
+                    .map(|id| ((p.source, p.external_id), Some(*id)))
+            })
+            .collect();
+        let wanted: Vec<&str> = items
+            .iter()
+            .flat_map(|i| {
+                let input = &i.input;
+                input
+                    .sku
+                    .iter()
+                    .chain(input.variants.iter().filter_map(|v| v.sku.as_ref()))
+            })
+            .map(String::as_str)
+            .collect();
+        let holders: Vec<(String, Uuid, Uuid)> = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "select sku, id, coalesce(parent_product_id, id) from products
+                 where entity_id = $1 and mode = $2 and sku = any($3)",
+            )
+            .bind(ctx.tenant.entity_id)
+            .bind(ctx.tenant.mode.as_str())
+            .bind(&wanted)
+            .fetch_all(&mut *conn)
+            .await?
+        };
+        let mut skus = HashMap::new();
+        let mut held: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (sku, row, product) in holders {
+            held.entry(product).or_default().push(sku.clone());
+            skus.insert(sku, Some(Holder { row, product }));
+        }
+        let refs: Vec<&RefField> = items
+            .iter()
+            .flat_map(|i| &i.input.components)
+            .map(|c| &c.product)
+            .collect();
+        let components = RefIndex::load(conn, ctx, "products", "true", &refs).await?;
+        Ok(Self {
+            provenance,
+            skus,
+            held,
+            components,
+            rows: Vec::with_capacity(items.len()),
+            row_of: HashMap::with_capacity(items.len()),
+            cleared: Vec::new(),
+        })
+    }
+
+    /// Decides one record against the batch so far, and takes its effects
+    /// into the batch when it succeeds.
+    fn apply(
+        &mut self,
+        ctx: &WriteContext<'_>,
+        conflict: ConflictMode,
+        item: &'a Item<'a, ProductInput>,
+    ) -> Applied {
+        let key = item.provenance.map(|p| (p.source, p.external_id));
+        let existing = key.and_then(|k| self.provenance.get(&k).copied().flatten());
+        let result = match (existing, conflict) {
+            (None, _) => self
+                .create(ctx, item)
+                .map(|id| Applied::Done(Outcome::Created, id)),
+            (Some(id), ConflictMode::Skip) => Ok(Applied::Done(Outcome::Skipped, id)),
+            (Some(id), ConflictMode::Update) => self
+                .update(ctx, id, &item.input)
+                .map(|()| Applied::Done(Outcome::Updated, id)),
+            (Some(old), ConflictMode::Replace) => {
+                // The old product gives its provenance up first, as a replace
+                // does one step after the other.
+                let key = key.expect("an existing record has provenance");
+                self.provenance.insert(key, None);
+                match self.create(ctx, item) {
+                    Ok(id) => {
+                        match self.row_of.get(&old) {
+                            Some(&row) if self.rows[row].new => self.rows[row].provenance = None,
+                            _ => self.cleared.push(old),
+                        }
+                        Ok(Applied::Done(Outcome::Replaced, id))
+                    }
+                    Err(e) => {
+                        self.provenance.insert(key, Some(old));
+                        Err(e)
+                    }
+                }
+            }
+            (Some(id), ConflictMode::Error) => Ok(Applied::Collision(id)),
+        };
+        result.unwrap_or_else(Applied::Failed)
+    }
+
+    fn create(
+        &mut self,
+        ctx: &WriteContext<'_>,
+        item: &'a Item<'a, ProductInput>,
+    ) -> Result<Uuid, RecordError> {
+        let id = new_id();
+        let input = &item.input;
+        let components = self.resolve_components(ctx, id, input)?;
+        self.ensure_skus_free(id, input)?;
+        let variant_ids: Vec<Uuid> = input.variants.iter().map(|_| new_id()).collect();
+        self.take_skus(id, input, &variant_ids);
+        if let Some(p) = item.provenance {
+            self.provenance.insert((p.source, p.external_id), Some(id));
+        }
+        self.row_of.insert(id, self.rows.len());
+        self.rows.push(Row {
+            id,
+            input,
+            provenance: item.provenance,
+            new: true,
+            components,
+            variant_ids,
+        });
+        Ok(id)
+    }
+
+    /// Replaces the product's fields, components and variants; the old
+    /// variants go before the sku check, so a payload keeping a variant's sku
+    /// does not collide with the variant it replaces.
+    fn update(
+        &mut self,
         ctx: &WriteContext<'_>,
         id: Uuid,
+        input: &'a ProductInput,
+    ) -> Result<(), RecordError> {
+        let components = self.resolve_components(ctx, id, input)?;
+        self.ensure_skus_free(id, input)?;
+        for sku in self.held.remove(&id).unwrap_or_default() {
+            self.skus.insert(sku, None);
+        }
+        let variant_ids: Vec<Uuid> = input.variants.iter().map(|_| new_id()).collect();
+        self.take_skus(id, input, &variant_ids);
+        match self.row_of.get(&id) {
+            Some(&row) => {
+                let row = &mut self.rows[row];
+                row.input = input;
+                row.components = components;
+                row.variant_ids = variant_ids;
+            }
+            None => {
+                self.row_of.insert(id, self.rows.len());
+                self.rows.push(Row {
+                    id,
+                    input,
+                    provenance: None,
+                    new: false,
+                    components,
+                    variant_ids,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves the component references, in payload order, against the
+    /// products stored and those the batch wrote before this record.
+    fn resolve_components(
+        &self,
+        ctx: &WriteContext<'_>,
+        own_id: Uuid,
         input: &ProductInput,
-    ) -> Result<(), HandlerError> {
-        update(conn, ctx, id, input).await
+    ) -> Result<Vec<(Uuid, Decimal)>, RecordError> {
+        let source = ctx.external_source.unwrap_or_default();
+        let written = |external_id: &str| {
+            self.provenance
+                .get(&(source, external_id))
+                .map(|id| id.map(|id| (id, true)))
+        };
+        let mut components = Vec::with_capacity(input.components.len());
+        for (i, c) in input.components.iter().enumerate() {
+            let (id, _) = self.components.resolve(
+                ctx,
+                "product",
+                &format!("components[{i}]"),
+                &c.product,
+                written,
+            )?;
+            components.push((id, c.quantity));
+        }
+        if let Some(i) = components.iter().position(|(id, _)| *id == own_id) {
+            return Err(RecordError::at(
+                "invalid_component",
+                format!("components[{i}]"),
+                "a product cannot be a component of itself",
+            ));
+        }
+        Ok(components)
+    }
+
+    /// Fails with `duplicate_sku`, naming the field, when a sku of the payload
+    /// is used twice in it or by another product of the entity. The product's
+    /// own skus and its variants' are free for it: an update replaces them.
+    fn ensure_skus_free(&self, own_id: Uuid, input: &ProductInput) -> Result<(), RecordError> {
+        let wanted = wanted_skus(input);
+        let mut seen = HashSet::new();
+        for (param, sku) in &wanted {
+            if !seen.insert(*sku) {
+                return Err(RecordError::at(
+                    DUPLICATE_SKU,
+                    param.clone(),
+                    format!("sku '{sku}' appears more than once in this product"),
+                ));
+            }
+        }
+        for (param, sku) in wanted {
+            if let Some(Some(holder)) = self.skus.get(sku)
+                && holder.product != own_id
+            {
+                return Err(RecordError::at(
+                    DUPLICATE_SKU,
+                    param,
+                    format!(
+                        "sku '{sku}' is already used by another product ({})",
+                        holder.row
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn take_skus(&mut self, id: Uuid, input: &ProductInput, variant_ids: &[Uuid]) {
+        let rows = std::iter::once((id, input.sku.as_ref())).chain(
+            variant_ids
+                .iter()
+                .zip(&input.variants)
+                .map(|(row, v)| (*row, v.sku.as_ref())),
+        );
+        for (row, sku) in rows {
+            if let Some(sku) = sku {
+                self.skus
+                    .insert(sku.clone(), Some(Holder { row, product: id }));
+                self.held.entry(id).or_default().push(sku.clone());
+            }
+        }
+    }
+
+    /// Writes what the batch decided: each kind of change in one statement,
+    /// in an order no record of the batch could have seen differently.
+    async fn write(self, conn: &mut PgConnection, tenant: Tenant) -> Result<(), sqlx::Error> {
+        if !self.cleared.is_empty() {
+            sqlx::query(
+                "update products set external_source = null, external_id = null, updated_at = now()
+                 where id = any($1)",
+            )
+            .bind(&self.cleared)
+            .execute(&mut *conn)
+            .await?;
+        }
+        let (new, updated): (Vec<&Row<'_>>, Vec<&Row<'_>>) =
+            self.rows.iter().partition(|row| row.new);
+        if !updated.is_empty() {
+            let ids: Vec<Uuid> = updated.iter().map(|r| r.id).collect();
+            sqlx::query("delete from product_components where product_id = any($1)")
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("delete from products where parent_product_id = any($1)")
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "update products p
+                 set title = u.title, product_type = u.product_type, sku = u.sku,
+                     description = u.description, list_price = u.list_price, cost = u.cost,
+                     updated_at = now()
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::numeric[], $7::numeric[])
+                     as u (id, title, product_type, sku, description, list_price, cost)
+                 where p.id = u.id",
+            )
+            .bind(&ids)
+            .bind(
+                updated
+                    .iter()
+                    .map(|r| r.input.title.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                updated
+                    .iter()
+                    .map(|r| r.input.product_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                updated
+                    .iter()
+                    .map(|r| r.input.sku.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                updated
+                    .iter()
+                    .map(|r| r.input.description.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                updated
+                    .iter()
+                    .map(|r| r.input.list_price)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(updated.iter().map(|r| r.input.cost).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        let mut inserts = Inserts::default();
+        for row in &new {
+            inserts.push(row.id, row.input, row.provenance);
+        }
+        for row in &self.rows {
+            for (id, v) in row.variant_ids.iter().zip(&row.input.variants) {
+                inserts.push_variant(*id, v, row.id);
+            }
+        }
+        inserts.execute(conn, tenant).await?;
+        let components: Vec<(Uuid, i32, Uuid, Decimal)> = self
+            .rows
+            .iter()
+            .flat_map(|row| {
+                (0..)
+                    .zip(&row.components)
+                    .map(|(position, (component, quantity))| {
+                        (row.id, position, *component, *quantity)
+                    })
+            })
+            .collect();
+        if !components.is_empty() {
+            sqlx::query(
+                "insert into product_components
+                    (product_id, position, component_product_id, quantity)
+                 select * from unnest($1::uuid[], $2::int4[], $3::uuid[], $4::numeric[])",
+            )
+            .bind(components.iter().map(|c| c.0).collect::<Vec<_>>())
+            .bind(components.iter().map(|c| c.1).collect::<Vec<_>>())
+            .bind(components.iter().map(|c| c.2).collect::<Vec<_>>())
+            .bind(components.iter().map(|c| c.3).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
     }
 }
 
-/// Creates a product, its components and its variants.
-pub async fn create(
-    conn: &mut PgConnection,
-    ctx: &WriteContext<'_>,
-    provenance: Option<Provenance<'_>>,
-    input: &ProductInput,
-) -> Result<Uuid, HandlerError> {
-    let id = new_id();
-    let components = resolve_components(conn, ctx, id, &input.components).await?;
-    ensure_skus_free(conn, ctx.tenant, id, input).await?;
-    sqlx::query(
-        "insert into products
-            (id, entity_id, mode, title, product_type, sku, description, list_price, cost,
-             external_source, external_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(id)
-    .bind(ctx.tenant.entity_id)
-    .bind(ctx.tenant.mode.as_str())
-    .bind(&input.title)
-    .bind(input.product_type.as_str())
-    .bind(&input.sku)
-    .bind(&input.description)
-    .bind(input.list_price)
-    .bind(input.cost)
-    .bind(provenance.map(|p| p.source))
-    .bind(provenance.map(|p| p.external_id))
-    .execute(&mut *conn)
-    .await
-    .map_err(map_constraint)?;
-    insert_parts(conn, ctx.tenant, id, &components, &input.variants).await?;
-    Ok(id)
-}
-
-/// Replaces a product's fields with the payload's, and its components and
-/// variants as one unit. Provenance is left as it is.
-pub async fn update(
-    conn: &mut PgConnection,
-    ctx: &WriteContext<'_>,
-    id: Uuid,
-    input: &ProductInput,
-) -> Result<(), HandlerError> {
-    let components = resolve_components(conn, ctx, id, &input.components).await?;
-    sqlx::query("delete from product_components where product_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    // The old variants go before the sku check so that a payload keeping a
-    // variant's sku does not collide with the variant it replaces.
-    sqlx::query("delete from products where parent_product_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_constraint)?;
-    ensure_skus_free(conn, ctx.tenant, id, input).await?;
-    let updated = sqlx::query(
-        "update products
-         set title = $4, product_type = $5, sku = $6, description = $7, list_price = $8,
-             cost = $9, updated_at = now()
-         where id = $1 and entity_id = $2 and mode = $3",
-    )
-    .bind(id)
-    .bind(ctx.tenant.entity_id)
-    .bind(ctx.tenant.mode.as_str())
-    .bind(&input.title)
-    .bind(input.product_type.as_str())
-    .bind(&input.sku)
-    .bind(&input.description)
-    .bind(input.list_price)
-    .bind(input.cost)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_constraint)?;
-    if updated.rows_affected() == 0 {
-        return Err(RecordError::new(
-            refs::REFERENCE_NOT_FOUND,
-            format!("no product with id {id}"),
-        )
-        .into());
-    }
-    insert_parts(conn, ctx.tenant, id, &components, &input.variants).await
-}
-
-/// Resolves the component references and returns `(component id, quantity)`
-/// pairs in payload order.
-async fn resolve_components(
-    conn: &mut PgConnection,
-    ctx: &WriteContext<'_>,
-    own_id: Uuid,
-    components: &[ComponentInput],
-) -> Result<Vec<(Uuid, Decimal)>, HandlerError> {
-    let refs: Vec<(String, &RefField)> = components
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (format!("components[{i}]"), &c.product))
-        .collect();
-    let ids = refs::resolve(conn, ctx, "products", "product", &refs).await?;
-    if let Some(i) = ids.iter().position(|id| *id == own_id) {
-        return Err(RecordError::at(
-            "invalid_component",
-            format!("components[{i}]"),
-            "a product cannot be a component of itself",
-        )
-        .into());
-    }
-    Ok(ids
-        .into_iter()
-        .zip(components.iter().map(|c| c.quantity))
-        .collect())
-}
-
-/// Fails with `duplicate_sku`, naming the field, when a sku of the payload is
-/// used twice in it or by another product of the entity.
-async fn ensure_skus_free(
-    conn: &mut PgConnection,
-    tenant: Tenant,
-    own_id: Uuid,
-    input: &ProductInput,
-) -> Result<(), HandlerError> {
+/// The skus a payload asks for, with the field each is given in.
+fn wanted_skus(input: &ProductInput) -> Vec<(String, &str)> {
     let mut wanted: Vec<(String, &str)> = Vec::new();
     if let Some(sku) = &input.sku {
         wanted.push(("sku".to_owned(), sku));
@@ -319,114 +610,99 @@ async fn ensure_skus_free(
             wanted.push((format!("variants[{i}].sku"), sku));
         }
     }
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let mut seen = HashSet::new();
-    for (param, sku) in &wanted {
-        if !seen.insert(*sku) {
-            return Err(RecordError::at(
-                DUPLICATE_SKU,
-                param.clone(),
-                format!("sku '{sku}' appears more than once in this product"),
-            )
-            .into());
-        }
-    }
-    let skus: Vec<&str> = wanted.iter().map(|(_, s)| *s).collect();
-    let taken: Option<(String, Uuid)> = sqlx::query_as(
-        "select sku, id from products
-         where entity_id = $1 and mode = $2 and sku = any($3) and id <> $4
-         limit 1",
-    )
-    .bind(tenant.entity_id)
-    .bind(tenant.mode.as_str())
-    .bind(&skus)
-    .bind(own_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match taken {
-        None => Ok(()),
-        Some((sku, other)) => {
-            let param = wanted
-                .iter()
-                .find(|(_, s)| *s == sku)
-                .map(|(p, _)| p.clone())
-                .unwrap_or_else(|| "sku".to_owned());
-            Err(RecordError::at(
-                DUPLICATE_SKU,
-                param,
-                format!("sku '{sku}' is already used by another product ({other})"),
-            )
-            .into())
-        }
-    }
+    wanted
 }
 
-async fn insert_parts(
-    conn: &mut PgConnection,
-    tenant: Tenant,
-    product_id: Uuid,
-    components: &[(Uuid, Decimal)],
-    variants: &[VariantInput],
-) -> Result<(), HandlerError> {
-    if !components.is_empty() {
-        let positions: Vec<i32> = (0..).take(components.len()).collect();
-        let ids: Vec<Uuid> = components.iter().map(|c| c.0).collect();
-        let quantities: Vec<Decimal> = components.iter().map(|c| c.1).collect();
-        sqlx::query(
-            "insert into product_components (product_id, position, component_product_id, quantity)
-             select $1, * from unnest($2::int4[], $3::uuid[], $4::numeric[])",
-        )
-        .bind(product_id)
-        .bind(&positions)
-        .bind(&ids)
-        .bind(&quantities)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_constraint)?;
+/// New product rows, as the columns of one `insert ... select from unnest`.
+#[derive(Default)]
+struct Inserts<'a> {
+    ids: Vec<Uuid>,
+    titles: Vec<&'a str>,
+    types: Vec<&'static str>,
+    skus: Vec<Option<&'a str>>,
+    descriptions: Vec<Option<&'a str>>,
+    list_prices: Vec<Option<Decimal>>,
+    costs: Vec<Option<Decimal>>,
+    parents: Vec<Option<Uuid>>,
+    sources: Vec<Option<&'a str>>,
+    external_ids: Vec<Option<&'a str>>,
+}
+
+impl<'a> Inserts<'a> {
+    fn push(&mut self, id: Uuid, input: &'a ProductInput, provenance: Option<Provenance<'a>>) {
+        self.ids.push(id);
+        self.titles.push(&input.title);
+        self.types.push(input.product_type.as_str());
+        self.skus.push(input.sku.as_deref());
+        self.descriptions.push(input.description.as_deref());
+        self.list_prices.push(input.list_price);
+        self.costs.push(input.cost);
+        self.parents.push(None);
+        self.sources.push(provenance.map(|p| p.source));
+        self.external_ids.push(provenance.map(|p| p.external_id));
     }
-    if !variants.is_empty() {
-        let ids: Vec<Uuid> = variants.iter().map(|_| new_id()).collect();
-        let titles: Vec<&str> = variants.iter().map(|v| v.title.as_str()).collect();
-        let skus: Vec<Option<&str>> = variants.iter().map(|v| v.sku.as_deref()).collect();
-        let types: Vec<&str> = variants.iter().map(|v| v.product_type.as_str()).collect();
+
+    fn push_variant(&mut self, id: Uuid, variant: &'a VariantInput, parent: Uuid) {
+        self.ids.push(id);
+        self.titles.push(&variant.title);
+        self.types.push(variant.product_type.as_str());
+        self.skus.push(variant.sku.as_deref());
+        self.descriptions.push(None);
+        self.list_prices.push(None);
+        self.costs.push(None);
+        self.parents.push(Some(parent));
+        self.sources.push(None);
+        self.external_ids.push(None);
+    }
+
+    async fn execute(self, conn: &mut PgConnection, tenant: Tenant) -> Result<(), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
         sqlx::query(
-            "insert into products (id, entity_id, mode, title, sku, product_type, parent_product_id)
-             select v.id, $1, $2, v.title, v.sku, v.product_type, $3
-             from unnest($4::uuid[], $5::text[], $6::text[], $7::text[])
-                 as v (id, title, sku, product_type)",
+            "insert into products
+                (id, entity_id, mode, title, product_type, sku, description, list_price, cost,
+                 parent_product_id, external_source, external_id)
+             select u.id, $1, $2, u.title, u.product_type, u.sku, u.description, u.list_price,
+                    u.cost, u.parent, u.source, u.external_id
+             from unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::numeric[], $9::numeric[], $10::uuid[], $11::text[], $12::text[])
+                 as u (id, title, product_type, sku, description, list_price, cost, parent,
+                       source, external_id)",
         )
         .bind(tenant.entity_id)
         .bind(tenant.mode.as_str())
-        .bind(product_id)
-        .bind(&ids)
-        .bind(&titles)
-        .bind(&skus)
-        .bind(&types)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_constraint)?;
+        .bind(&self.ids)
+        .bind(&self.titles)
+        .bind(&self.types)
+        .bind(&self.skus)
+        .bind(&self.descriptions)
+        .bind(&self.list_prices)
+        .bind(&self.costs)
+        .bind(&self.parents)
+        .bind(&self.sources)
+        .bind(&self.external_ids)
+        .execute(conn)
+        .await?;
+        Ok(())
     }
-    Ok(())
 }
 
-/// Maps the constraints a concurrent writer can break between our checks and
-/// our write to the codes the checks would have given.
-fn map_constraint(err: sqlx::Error) -> HandlerError {
-    match violated_constraint(&err) {
-        Some("products_sku_key") => RecordError::at(
+/// The record errors behind the constraints a batch of one can break: a
+/// concurrent writer between our checks and our write, or an update removing
+/// variants another product has as components.
+fn constraint_error(err: &sqlx::Error) -> Option<RecordError> {
+    match violated_constraint(err) {
+        Some("products_sku_key") => Some(RecordError::at(
             DUPLICATE_SKU,
             "sku",
             "a sku of this product is already used by another product",
-        )
-        .into(),
-        Some("product_components_component_product_id_fkey") => RecordError::new(
+        )),
+        Some("product_components_component_product_id_fkey") => Some(RecordError::new(
             "product_in_use",
             "a product this change removes is a component of another product",
-        )
-        .into(),
-        _ => HandlerError::Database(err),
+        )),
+        _ => None,
     }
 }
 

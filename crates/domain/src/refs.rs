@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use crate::Tenant;
@@ -76,65 +76,121 @@ pub(crate) async fn resolve(
     what: &str,
     refs: &[(String, &RefField)],
 ) -> Result<Vec<Uuid>, HandlerError> {
-    let ids: Vec<Uuid> = refs
-        .iter()
-        .filter_map(|(_, r)| match &r.reference {
-            Ref::Id(id) => Some(*id),
-            Ref::External(_) => None,
+    let wanted: Vec<&RefField> = refs.iter().map(|(_, r)| *r).collect();
+    let index: RefIndex<bool> = RefIndex::load(conn, ctx, table, "true", &wanted).await?;
+    refs.iter()
+        .map(|(prefix, r)| {
+            index
+                .resolve(ctx, what, prefix, r, |_| None)
+                .map(|(id, _)| id)
         })
-        .collect();
-    let externals: Vec<&str> = refs
-        .iter()
-        .filter_map(|(_, r)| match &r.reference {
-            Ref::External(e) => Some(e.as_str()),
-            Ref::Id(_) => None,
-        })
-        .collect();
-    let known: HashSet<Uuid> = if ids.is_empty() {
-        HashSet::new()
-    } else {
-        sqlx::query_scalar(&format!(
-            "select id from {table} where entity_id = $1 and mode = $2 and id = any($3)"
+        .collect::<Result<_, _>>()
+        .map_err(HandlerError::from)
+}
+
+/// The rows a set of references names, read with one query: by id, and by
+/// external id from the writer's source, each with one column of the row
+/// (`extra`, a SQL expression of type `T`) the handler needs besides the id.
+#[derive(Debug)]
+pub(crate) struct RefIndex<T> {
+    by_id: HashMap<Uuid, T>,
+    by_external: HashMap<String, (Uuid, T)>,
+}
+
+impl<T> RefIndex<T>
+where
+    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Send + Unpin + Clone,
+{
+    pub(crate) async fn load(
+        conn: &mut PgConnection,
+        ctx: &WriteContext<'_>,
+        table: &str,
+        extra: &str,
+        refs: &[&RefField],
+    ) -> Result<Self, sqlx::Error> {
+        let mut ids: HashSet<Uuid> = HashSet::new();
+        let mut externals: HashSet<&str> = HashSet::new();
+        for r in refs {
+            match &r.reference {
+                Ref::Id(id) => {
+                    ids.insert(*id);
+                }
+                Ref::External(e) => {
+                    externals.insert(e.as_str());
+                }
+            }
+        }
+        // References by external id name nothing without a source.
+        if ctx.external_source.is_none() {
+            externals.clear();
+        }
+        let mut index = Self {
+            by_id: HashMap::new(),
+            by_external: HashMap::new(),
+        };
+        if ids.is_empty() && externals.is_empty() {
+            return Ok(index);
+        }
+        let ids: Vec<Uuid> = ids.into_iter().collect();
+        let externals: Vec<&str> = externals.into_iter().collect();
+        let rows: Vec<(Uuid, Option<String>, Option<String>, T)> = sqlx::query_as(&format!(
+            "select id, external_source, external_id, {extra} from {table}
+             where entity_id = $1 and mode = $2
+               and (id = any($3) or (external_source = $4 and external_id = any($5)))"
         ))
         .bind(ctx.tenant.entity_id)
         .bind(ctx.tenant.mode.as_str())
         .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect()
-    };
-    let by_external: HashMap<String, Uuid> = match ctx.external_source {
-        Some(source) if !externals.is_empty() => sqlx::query_as::<_, (String, Uuid)>(&format!(
-            "select external_id, id from {table}
-             where entity_id = $1 and mode = $2 and external_source = $3
-               and external_id = any($4)"
-        ))
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(source)
+        .bind(ctx.external_source)
         .bind(&externals)
         .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect(),
-        _ => HashMap::new(),
-    };
-    refs.iter()
-        .map(|(prefix, r)| {
-            let param = if prefix.is_empty() {
-                r.field.clone()
-            } else {
-                format!("{prefix}.{}", r.field)
-            };
-            match &r.reference {
-                Ref::Id(id) if known.contains(id) => Ok(*id),
-                Ref::Id(id) => Err(RecordError::at(
+        .await?;
+        let wanted: HashSet<Uuid> = ids.into_iter().collect();
+        for (id, source, external_id, extra) in rows {
+            if wanted.contains(&id) {
+                index.by_id.insert(id, extra.clone());
+            }
+            if let Some(external_id) = external_id
+                && source.as_deref() == ctx.external_source
+            {
+                index.by_external.insert(external_id, (id, extra));
+            }
+        }
+        Ok(index)
+    }
+
+    /// The row `r` names. `written` gives what this batch wrote before the
+    /// record: for an external id the batch has written, the row holding it
+    /// now, or `Some(None)` if none does any more; so a record can name one
+    /// loaded earlier in its batch.
+    pub(crate) fn resolve(
+        &self,
+        ctx: &WriteContext<'_>,
+        what: &str,
+        prefix: &str,
+        r: &RefField,
+        written: impl Fn(&str) -> Option<Option<(Uuid, T)>>,
+    ) -> Result<(Uuid, T), RecordError> {
+        let param = if prefix.is_empty() {
+            r.field.clone()
+        } else {
+            format!("{prefix}.{}", r.field)
+        };
+        match &r.reference {
+            Ref::Id(id) => match self.by_id.get(id) {
+                Some(extra) => Ok((*id, extra.clone())),
+                None => Err(RecordError::at(
                     REFERENCE_NOT_FOUND,
                     param,
                     format!("no {what} with id {id}"),
                 )),
-                Ref::External(e) => by_external.get(e).copied().ok_or_else(|| {
+            },
+            Ref::External(e) => {
+                let found = match ctx.external_source {
+                    Some(_) => written(e).unwrap_or_else(|| self.by_external.get(e).cloned()),
+                    None => None,
+                };
+                found.ok_or_else(|| {
                     let message = match ctx.external_source {
                         Some(source) => {
                             format!("no {what} with external_id '{e}' from source '{source}'")
@@ -143,11 +199,10 @@ pub(crate) async fn resolve(
                     };
                     RecordError::at(REFERENCE_NOT_FOUND, param, message)
                         .with_hint("load the referenced record first, or earlier in the same batch")
-                }),
+                })
             }
-        })
-        .collect::<Result<_, _>>()
-        .map_err(HandlerError::from)
+        }
+    }
 }
 
 /// A GL account, by id or by its account number.

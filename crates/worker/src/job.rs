@@ -205,13 +205,13 @@ impl JobRunner {
                 .retrying("give_up", deadline, || self.give_up(job))
                 .await;
         }
-        let records = self
+        let stored = self
             .retrying("load_records", deadline, || async move {
-                Ok(jobs::load_records(&self.pool, job.id).await?)
+                Ok(jobs::record_count(&self.pool, job.id).await?)
             })
             .await?;
-        if records.len() != job.total_records as usize {
-            return Err(ProcessError::CorruptJob(job.id, records.len(), job.total_records).into());
+        if stored != job.total_records as usize {
+            return Err(ProcessError::CorruptJob(job.id, stored, job.total_records).into());
         }
         let actor = job.actor();
         let ctx = ImportContext {
@@ -222,12 +222,10 @@ impl JobRunner {
             actor: &actor,
         };
         if job.conflict_mode == ConflictMode::Error {
-            self.retrying("batch", deadline, || {
-                self.run_all_or_nothing(job, &ctx, &records)
-            })
-            .await
+            self.retrying("batch", deadline, || self.run_all_or_nothing(job, &ctx))
+                .await
         } else {
-            self.run_in_chunks(job, &ctx, &records, deadline).await
+            self.run_in_chunks(job, &ctx, stored, deadline).await
         }
     }
 
@@ -237,10 +235,11 @@ impl JobRunner {
         &self,
         job: &ClaimedJob,
         ctx: &ImportContext<'_>,
-        records: &[serde_json::Value],
     ) -> Result<Outcome, RunError> {
         let mut tx = self.pool.begin().await?;
-        let batch = import::import_batch(&mut tx, ctx, records).await?;
+        let total = usize::try_from(job.total_records).expect("a job has records");
+        let records = jobs::load_records(&mut tx, job.id, 0, total).await?;
+        let batch = import::import_batch(&mut tx, ctx, &records).await?;
         if batch.aborted {
             tx.rollback().await?;
             tx = self.pool.begin().await?;
@@ -270,10 +269,9 @@ impl JobRunner {
         &self,
         job: &ClaimedJob,
         ctx: &ImportContext<'_>,
-        records: &[serde_json::Value],
+        total: usize,
         deadline: Instant,
     ) -> Result<Outcome, RunError> {
-        let total = records.len();
         let resumed_at = usize::try_from(job.next_index).expect("next_index is non-negative");
         let mut start = resumed_at;
         while start < total {
@@ -294,7 +292,7 @@ impl JobRunner {
             let chunk_started = Instant::now();
             let tally = self
                 .retrying("chunk", deadline, || {
-                    self.commit_chunk(job, ctx, records, start, end)
+                    self.commit_chunk(job, ctx, start, end)
                 })
                 .await?;
             self.count_records(job, &tally);
@@ -313,22 +311,26 @@ impl JobRunner {
         .await
     }
 
-    /// Loads `records[start..end]` and commits them with the checkpoint.
+    /// Reads records `start..end` and commits them with the checkpoint.
     async fn commit_chunk(
         &self,
         job: &ClaimedJob,
         ctx: &ImportContext<'_>,
-        records: &[serde_json::Value],
         start: usize,
         end: usize,
     ) -> Result<Tally, RunError> {
         let mut tx = self.pool.begin().await?;
-        let tally =
-            match import::import_records(&mut tx, ctx, &records[start..end], index(start)).await {
-                Ok(tally) => tally,
-                Err(ImportError::Database(e)) => return Err(ProcessError::from(e).into()),
-                Err(ImportError::Aborted(_)) => unreachable!("only error mode aborts"),
-            };
+        let records = jobs::load_records(&mut tx, job.id, start, end).await?;
+        if records.len() != end - start {
+            return Err(
+                ProcessError::CorruptJob(job.id, start + records.len(), job.total_records).into(),
+            );
+        }
+        let tally = match import::import_records(&mut tx, ctx, &records, index(start)).await {
+            Ok(tally) => tally,
+            Err(ImportError::Database(e)) => return Err(ProcessError::from(e).into()),
+            Err(ImportError::Aborted(_)) => unreachable!("only error mode aborts"),
+        };
         jobs::checkpoint(&mut tx, job, index_i32(start), index_i32(end), &tally).await?;
         tx.commit().await?;
         Ok(tally)

@@ -2,6 +2,7 @@
 
 mod auth;
 mod bad_input;
+mod batch_equivalence;
 mod conflict_modes;
 mod dry_run;
 mod health;

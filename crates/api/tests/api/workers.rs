@@ -230,7 +230,8 @@ async fn a_job_whose_worker_died_is_resumed_at_its_checkpoint_and_the_dead_worke
     else {
         panic!("the pending job is claimed")
     };
-    let records = domain::jobs::load_records(&app.pool, id)
+    let mut tx = app.pool.begin().await.expect("tx");
+    let records = domain::jobs::load_records(&mut tx, id, 0, 100)
         .await
         .expect("records");
     let actor = dead.actor();
@@ -241,8 +242,7 @@ async fn a_job_whose_worker_died_is_resumed_at_its_checkpoint_and_the_dead_worke
         external_source: &dead.external_source,
         conflict_mode: dead.conflict_mode,
     };
-    let mut tx = app.pool.begin().await.expect("tx");
-    let tally = domain::import::import_records(&mut tx, &ctx, &records[..100], 0)
+    let tally = domain::import::import_records(&mut tx, &ctx, &records, 0)
         .await
         .expect("chunk");
     domain::jobs::checkpoint(&mut tx, &dead, 0, 100, &tally)
