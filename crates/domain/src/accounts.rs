@@ -7,13 +7,11 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::ConflictMode;
-use crate::error::{HandlerError, RecordError};
+use crate::error::RecordError;
 use crate::fields::{Fields, INVALID};
-use crate::import::{
-    Applied, Canonical, Item, Provenance, RecordByRecord, WriteContext, record_by_record,
-};
-use crate::{ledger, new_id};
+use crate::import::{Applied, Canonical, Item, WriteContext};
+use crate::plan::{Plan, Settled, column, decide_in_order};
+use crate::{ConflictMode, Tenant, ledger};
 
 const ACCOUNT_TYPES: [&str; 4] = ["business", "individual", "lead", "vendor"];
 const ADDRESS_TYPES: [&str; 2] = ["billing", "shipping"];
@@ -124,7 +122,7 @@ fn parse_address(f: &Fields<'_>) -> Result<AddressInput, RecordError> {
     })
 }
 
-/// The account resource, as the import loop sees it.
+/// The account resource: a set-based batch handler.
 pub struct Accounts;
 
 impl Canonical for Accounts {
@@ -139,9 +137,19 @@ impl Canonical for Accounts {
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
         conflict: ConflictMode,
-        items: &[Item<'_, Self::Input>],
+        items: &[Item<'_, AccountInput>],
     ) -> Result<Vec<Applied>, sqlx::Error> {
-        record_by_record::<Self>(conn, ctx, conflict, items).await
+        // Every rule of an account is checked when it is parsed: it refers to
+        // nothing, so only its provenance meets the other records.
+        let mut plan: Plan<'_, AccountInput, ()> =
+            Plan::load(conn, "accounts", ctx.tenant, items).await?;
+        let (outcomes, write) =
+            decide_in_order(items, |item| plan.decide(conflict, item, |_| Ok(())));
+        if write {
+            let settled = plan.settle(conn).await?;
+            write_accounts(conn, ctx.tenant, settled).await?;
+        }
+        Ok(outcomes)
     }
 
     fn constraint_error(_: &sqlx::Error) -> Option<RecordError> {
@@ -149,108 +157,101 @@ impl Canonical for Accounts {
     }
 }
 
-impl RecordByRecord for Accounts {
-    async fn create(
-        conn: &mut PgConnection,
-        ctx: &WriteContext<'_>,
-        provenance: Option<Provenance<'_>>,
-        input: &AccountInput,
-    ) -> Result<Uuid, HandlerError> {
-        let id = new_id();
-        let prefix = if input.is_vendor() { "VEND" } else { "CUST" };
-        let number = ledger::next_number(conn, ctx.tenant, prefix).await?;
+/// Writes what a batch decided, each kind of change in one statement. An
+/// update replaces the addresses as one unit.
+async fn write_accounts(
+    conn: &mut PgConnection,
+    tenant: Tenant,
+    Settled { new, updated }: Settled<'_, AccountInput, ()>,
+) -> Result<(), sqlx::Error> {
+    if !updated.is_empty() {
+        let ids = column(&updated, |r| r.id);
+        sqlx::query(
+            "update accounts a
+             set name = u.name, account_type = u.account_type, email = u.email,
+                 phone = u.phone, credit_limit = u.credit_limit, updated_at = now()
+             from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::numeric[])
+                 as u (id, name, account_type, email, phone, credit_limit)
+             where a.id = u.id",
+        )
+        .bind(&ids)
+        .bind(column(&updated, |r| r.input.name.as_str()))
+        .bind(column(&updated, |r| r.input.account_type.as_str()))
+        .bind(column(&updated, |r| r.input.email.as_deref()))
+        .bind(column(&updated, |r| r.input.phone.as_deref()))
+        .bind(column(&updated, |r| r.input.credit_limit))
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("delete from account_addresses where account_id = any($1)")
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !new.is_empty() {
+        let prefixes = column(&new, |r| {
+            if r.created_from.is_vendor() {
+                "VEND"
+            } else {
+                "CUST"
+            }
+        });
+        let numbers = ledger::allocate_numbers(conn, tenant, &prefixes).await?;
         sqlx::query(
             "insert into accounts
                 (id, entity_id, mode, account_number, name, account_type, email, phone,
                  credit_limit, external_source, external_id)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             select u.id, $1, $2, u.account_number, u.name, u.account_type, u.email, u.phone,
+                    u.credit_limit, u.source, u.external_id
+             from unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::numeric[], $10::text[], $11::text[])
+                 as u (id, account_number, name, account_type, email, phone, credit_limit,
+                       source, external_id)",
         )
-        .bind(id)
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(&number)
-        .bind(&input.name)
-        .bind(&input.account_type)
-        .bind(&input.email)
-        .bind(&input.phone)
-        .bind(input.credit_limit)
-        .bind(provenance.map(|p| p.source))
-        .bind(provenance.map(|p| p.external_id))
+        .bind(tenant.entity_id)
+        .bind(tenant.mode.as_str())
+        .bind(column(&new, |r| r.id))
+        .bind(&numbers)
+        .bind(column(&new, |r| r.input.name.as_str()))
+        .bind(column(&new, |r| r.input.account_type.as_str()))
+        .bind(column(&new, |r| r.input.email.as_deref()))
+        .bind(column(&new, |r| r.input.phone.as_deref()))
+        .bind(column(&new, |r| r.input.credit_limit))
+        .bind(column(&new, |r| r.provenance.map(|p| p.source)))
+        .bind(column(&new, |r| r.provenance.map(|p| p.external_id)))
         .execute(&mut *conn)
         .await?;
-        insert_addresses(conn, id, &input.addresses).await?;
-        Ok(id)
     }
-
-    async fn update(
-        conn: &mut PgConnection,
-        ctx: &WriteContext<'_>,
-        id: Uuid,
-        input: &AccountInput,
-    ) -> Result<(), HandlerError> {
-        sqlx::query(
-            "update accounts
-             set name = $4, account_type = $5, email = $6, phone = $7, credit_limit = $8,
-                 updated_at = now()
-             where id = $1 and entity_id = $2 and mode = $3",
-        )
-        .bind(id)
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(&input.name)
-        .bind(&input.account_type)
-        .bind(&input.email)
-        .bind(&input.phone)
-        .bind(input.credit_limit)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("delete from account_addresses where account_id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        insert_addresses(conn, id, &input.addresses).await
-    }
-}
-
-async fn insert_addresses(
-    conn: &mut PgConnection,
-    account_id: Uuid,
-    addresses: &[AddressInput],
-) -> Result<(), HandlerError> {
+    let addresses: Vec<(Uuid, i32, &AddressInput)> = new
+        .iter()
+        .chain(&updated)
+        .flat_map(|row| (0..).zip(&row.input.addresses).map(|(p, a)| (row.id, p, a)))
+        .collect();
     if addresses.is_empty() {
         return Ok(());
     }
-    let column = |pick: fn(&AddressInput) -> Option<&str>| -> Vec<Option<&str>> {
-        addresses.iter().map(pick).collect()
+    let text = |pick: fn(&AddressInput) -> Option<&str>| -> Vec<Option<&str>> {
+        addresses.iter().map(|(_, _, a)| pick(a)).collect()
     };
     sqlx::query(
         "insert into account_addresses
             (account_id, position, address_type, line1, line2, city, state, zip, country,
              is_default_billing, is_default_shipping)
-         select $1, * from unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                 $7::text[], $8::text[], $9::text[], $10::bool[], $11::bool[])",
+         select * from unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[],
+                              $11::bool[])",
     )
-    .bind(account_id)
-    .bind((0..).take(addresses.len()).collect::<Vec<i32>>())
-    .bind(column(|a| Some(a.address_type.as_str())))
-    .bind(column(|a| a.line1.as_deref()))
-    .bind(column(|a| a.line2.as_deref()))
-    .bind(column(|a| a.city.as_deref()))
-    .bind(column(|a| a.state.as_deref()))
-    .bind(column(|a| a.zip.as_deref()))
-    .bind(column(|a| a.country.as_deref()))
-    .bind(
-        addresses
-            .iter()
-            .map(|a| a.is_default_billing)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        addresses
-            .iter()
-            .map(|a| a.is_default_shipping)
-            .collect::<Vec<_>>(),
-    )
+    .bind(column(&addresses, |a| a.0))
+    .bind(column(&addresses, |a| a.1))
+    .bind(text(|a| Some(a.address_type.as_str())))
+    .bind(text(|a| a.line1.as_deref()))
+    .bind(text(|a| a.line2.as_deref()))
+    .bind(text(|a| a.city.as_deref()))
+    .bind(text(|a| a.state.as_deref()))
+    .bind(text(|a| a.zip.as_deref()))
+    .bind(text(|a| a.country.as_deref()))
+    .bind(column(&addresses, |a| a.2.is_default_billing))
+    .bind(column(&addresses, |a| a.2.is_default_shipping))
     .execute(conn)
     .await?;
     Ok(())

@@ -2,6 +2,8 @@
 //! with, closed periods, document numbering, and the reconciliation reports
 //! (record counts and the trial balance).
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -197,6 +199,50 @@ pub async fn next_number(
     .fetch_one(conn)
     .await?;
     Ok(format_number(prefix, value))
+}
+
+/// The next numbers of the given kinds, one per entry and in its order, with
+/// one statement: each kind's sequence moves on by how many it hands out.
+pub(crate) async fn allocate_numbers(
+    conn: &mut PgConnection,
+    tenant: Tenant,
+    prefixes: &[&str],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut counts: Vec<(&str, i32)> = Vec::new();
+    for prefix in prefixes {
+        match counts.iter_mut().find(|(p, _)| p == prefix) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((prefix, 1)),
+        }
+    }
+    let last: HashMap<String, i32> = sqlx::query_as(
+        "insert into document_sequences (entity_id, mode, kind, last_value)
+         select $1, $2, u.kind, u.n from unnest($3::text[], $4::int4[]) as u (kind, n)
+         on conflict (entity_id, mode, kind)
+             do update set last_value = document_sequences.last_value + excluded.last_value
+         returning kind, last_value",
+    )
+    .bind(tenant.entity_id)
+    .bind(tenant.mode.as_str())
+    .bind(counts.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(counts.iter().map(|c| c.1).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let mut next: HashMap<&str, i32> = counts
+        .iter()
+        .map(|(prefix, n)| (*prefix, last[*prefix] - n + 1))
+        .collect();
+    Ok(prefixes
+        .iter()
+        .map(|prefix| {
+            let value = next.get_mut(prefix).expect("every prefix was counted");
+            let number = format_number(prefix, *value);
+            *value += 1;
+            number
+        })
+        .collect())
 }
 
 /// A document number as shown: `SO-00042`.

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod orders;
 pub mod outbox;
 pub mod payables;
+mod plan;
 pub mod products;
 pub mod read;
 mod refs;

@@ -19,6 +19,7 @@ use crate::fields::Fields;
 use crate::import::{
     Applied, Canonical, Item, Outcome, Provenance, WriteContext, existing_by_provenance,
 };
+use crate::plan::decide_in_order;
 use crate::refs::{RefField, RefIndex, parse_ref};
 use crate::{ConflictMode, Tenant, new_id};
 
@@ -181,17 +182,10 @@ impl Canonical for Products {
         items: &[Item<'_, ProductInput>],
     ) -> Result<Vec<Applied>, sqlx::Error> {
         let mut batch = Batch::load(conn, ctx, items).await?;
-        let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
-            let applied = batch.apply(ctx, conflict, item);
-            if let Applied::Collision(_) = applied {
-                // Nothing is written: the caller rolls the whole batch back.
-                outcomes.push(applied);
-                return Ok(outcomes);
-            }
-            outcomes.push(applied);
+        let (outcomes, write) = decide_in_order(items, |item| batch.apply(ctx, conflict, item));
+        if write {
+            batch.write(conn, ctx.tenant).await?;
         }
-        batch.write(conn, ctx.tenant).await?;
         Ok(outcomes)
     }
 

@@ -80,6 +80,24 @@ async fn orders_in_one_batch_end_as_they_do_one_at_a_time() {
     }
 }
 
+#[tokio::test]
+async fn accounts_in_one_batch_end_as_they_do_one_at_a_time() {
+    let app = spawn_app_with(AppOptions {
+        workers: 0,
+        ..AppOptions::default()
+    })
+    .await;
+    for seed in 0..4 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let base: Vec<Value> = (0..10).map(|_| account(&mut rng)).collect();
+        let batch: Vec<Value> = (0..150).map(|_| account(&mut rng)).collect();
+        for mode in MODES {
+            let setup = [(Resource::Accounts, base.clone())];
+            compare(&app.pool, &setup, Resource::Accounts, &batch, mode, seed).await;
+        }
+    }
+}
+
 /// A constraint no look-up foresees (a variant the update drops is another
 /// product's component) fails the statement of the whole chunk: the chunk is
 /// split down to the one record to blame, which fails alone.
@@ -345,6 +363,32 @@ fn order(rng: &mut StdRng) -> Value {
     record
 }
 
+/// A random customer or vendor, sometimes with addresses, sometimes invalid.
+fn account(rng: &mut StdRng) -> Value {
+    let account_type = ["business", "individual", "lead", "vendor"][rng.random_range(0..4)];
+    let mut record = json!({
+        "external_id": format!("A{}", rng.random_range(0..25)),
+        "name": format!("Account {}", rng.random_range(0..1000)),
+        "account_type": account_type,
+    });
+    match rng.random_range(0..10) {
+        0 => record["email"] = json!("not an email"),
+        1..=4 => record["email"] = json!(format!("a{}@example.com", rng.random_range(0..100))),
+        _ => {}
+    }
+    if rng.random_bool(0.4) {
+        let addresses: Vec<Value> = (0..rng.random_range(1..3))
+            .map(|i| {
+                json!({"type": if i == 0 { "billing" } else { "shipping" },
+                            "line1": format!("{} Main St", rng.random_range(1..100)),
+                            "city": "Springfield", "is_default_billing": i == 0})
+            })
+            .collect();
+        record["addresses"] = Value::Array(addresses);
+    }
+    record
+}
+
 /// Imports `batch` into two entities prepared alike, as one batch and one
 /// record at a time, and asserts both end the same.
 async fn compare(
@@ -490,6 +534,20 @@ fn without_ids(text: &str) -> String {
 /// they name rather than by id.
 async fn rows(pool: &PgPool, resource: Resource, entity_id: Uuid) -> Vec<String> {
     let sql = match resource {
+        Resource::Accounts => {
+            "select format('%L %L %L %L %L %L %L %L addresses=%L',
+                    a.external_source, a.external_id, a.account_number, a.name, a.account_type,
+                    a.email, a.phone, a.credit_limit,
+                    (select string_agg(format('%L %L %L %L %L', d.address_type, d.line1, d.city,
+                                              d.is_default_billing, d.is_default_shipping),
+                                       ', ' order by d.position)
+                     from account_addresses d where d.account_id = a.id)) as row
+             from accounts a where a.entity_id = $1
+             union all
+             select format('sequence %L %L', kind, last_value) from document_sequences
+             where entity_id = $1
+             order by 1"
+        }
         Resource::Products => {
             "select format('%L %L %L %L %L %L %L %L parent=%L components=%L',
                     p.external_source, p.external_id, p.title, p.product_type, p.sku,
