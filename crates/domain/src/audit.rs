@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 /// Who acted, and under which request.
@@ -32,14 +33,28 @@ pub async fn record(
     entity_id: Option<Uuid>,
     details: Value,
 ) -> Result<(), sqlx::Error> {
+    record_each(conn, actor, action, entity_id, vec![details]).await
+}
+
+/// Appends one event of a kind per `details`, in their order, with one
+/// statement, like [`record`].
+pub async fn record_each(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    action: &str,
+    entity_id: Option<Uuid>,
+    details: Vec<Value>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into audit_log (actor, action, entity_id, details, request_id)
-         values ($1, $2, $3, $4, $5)",
+         select $1, $2, $3, d.details, $5
+         from unnest($4::jsonb[]) with ordinality as d (details, n)
+         order by d.n",
     )
     .bind(&actor.name)
     .bind(action)
     .bind(entity_id)
-    .bind(sqlx::types::Json(details))
+    .bind(details.into_iter().map(Json).collect::<Vec<_>>())
     .bind(&actor.request_id)
     .execute(conn)
     .await

@@ -455,35 +455,32 @@ async fn run<R: Canonical>(
 ) -> Result<Tally, ImportError> {
     // Checked in Rust first: the records that fail here never reach the
     // handler, and keep their place in the tally.
-    let checked: Vec<Result<Item<'_, R::Input>, RecordFailure>> = (first_index..)
-        .zip(records)
-        .map(|(index, record)| {
-            let external_id = external_id(record)
-                .map_err(|e| RecordFailure::new(index, external_id_of(record), e))?;
-            let input =
-                R::parse(record).map_err(|e| RecordFailure::new(index, Some(external_id), e))?;
-            Ok(Item {
-                provenance: Some(Provenance {
-                    source: ctx.external_source,
-                    external_id,
-                }),
-                input,
-            })
-        })
-        .collect();
-    let mut indexes = Vec::new();
-    let mut items = Vec::new();
-    let mut tally = Tally::default();
+    let mut indexes = Vec::with_capacity(records.len());
+    let mut items = Vec::with_capacity(records.len());
     let mut failures = Vec::new();
-    for (index, checked) in (first_index..).zip(checked) {
-        match checked {
-            Ok(item) => {
-                indexes.push(index);
-                items.push(item);
+    for (index, record) in (first_index..).zip(records) {
+        let external_id = match external_id(record) {
+            Ok(id) => id,
+            Err(e) => {
+                failures.push(RecordFailure::new(index, external_id_of(record), e));
+                continue;
             }
-            Err(failure) => failures.push(failure),
+        };
+        match R::parse(record) {
+            Ok(input) => {
+                indexes.push(index);
+                items.push(Item {
+                    provenance: Some(Provenance {
+                        source: ctx.external_source,
+                        external_id,
+                    }),
+                    input,
+                });
+            }
+            Err(e) => failures.push(RecordFailure::new(index, Some(external_id), e)),
         }
     }
+    let mut tally = Tally::default();
     // Bulk imports are submitted with `migration:write`, which is what allows
     // `bypass_period_check`.
     let write = WriteContext {

@@ -9,14 +9,12 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::ConflictMode;
-use crate::error::{HandlerError, RecordError};
+use crate::error::RecordError;
 use crate::fields::{Fields, INVALID, MISSING};
-use crate::import::{
-    Applied, Canonical, Item, Provenance, RecordByRecord, WriteContext, record_by_record,
-};
-use crate::refs::{self, GlRef, parse_gl_ref};
-use crate::{audit, ledger, new_id};
+use crate::import::{Applied, Canonical, Item, WriteContext};
+use crate::plan::{Plan, Settled, column, decide_in_order};
+use crate::refs::{GlIndex, GlRef, parse_gl_ref};
+use crate::{ConflictMode, audit, ledger};
 
 const LINES_MAX: usize = 1000;
 
@@ -97,67 +95,7 @@ impl EntryInput {
     }
 }
 
-/// Checks what needs the database: the accounts, and the closed period.
-/// Returns the lines' account ids and whether the period check was bypassed.
-async fn resolve(
-    conn: &mut PgConnection,
-    ctx: &WriteContext<'_>,
-    input: &EntryInput,
-) -> Result<(Vec<Uuid>, bool), HandlerError> {
-    let refs: Vec<(String, &GlRef, &'static str)> = input
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (format!("lines[{i}]"), &l.account, l.account_field))
-        .collect();
-    let accounts = refs::resolve_gl(conn, ctx.tenant, &refs).await?;
-    let mut bypassed = false;
-    if let Some(closed) = ledger::closed_through(conn, ctx.tenant).await?
-        && input.entry_date <= closed
-    {
-        if !(input.bypass_period_check && ctx.may_bypass_period_check) {
-            let mut error = RecordError::at(
-                "period_closed",
-                "entry_date",
-                format!(
-                    "entry_date {} falls in a closed period (the books are closed through {closed})",
-                    input.entry_date
-                ),
-            );
-            error = error.with_hint(if input.bypass_period_check {
-                "bypass_period_check needs a key with the migration:write scope"
-            } else {
-                "date the entry after the close, or set bypass_period_check with a migration:write key"
-            });
-            return Err(error.into());
-        }
-        bypassed = true;
-    }
-    Ok((accounts, bypassed))
-}
-
-/// Records a deliberate post into a closed period in the audit log.
-async fn audit_bypass(
-    conn: &mut PgConnection,
-    ctx: &WriteContext<'_>,
-    entry_id: Uuid,
-    input: &EntryInput,
-) -> Result<(), sqlx::Error> {
-    audit::record(
-        conn,
-        ctx.actor,
-        "journal_entry.period_check_bypassed",
-        Some(ctx.tenant.entity_id),
-        json!({
-            "journal_entry_id": entry_id,
-            "entry_date": input.entry_date,
-            "mode": ctx.tenant.mode,
-        }),
-    )
-    .await
-}
-
-/// The journal-entry resource, as the import loop sees it.
+/// The journal-entry resource: a set-based batch handler.
 pub struct JournalEntries;
 
 impl Canonical for JournalEntries {
@@ -172,9 +110,14 @@ impl Canonical for JournalEntries {
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
         conflict: ConflictMode,
-        items: &[Item<'_, Self::Input>],
+        items: &[Item<'_, EntryInput>],
     ) -> Result<Vec<Applied>, sqlx::Error> {
-        record_by_record::<Self>(conn, ctx, conflict, items).await
+        let mut batch = Batch::load(conn, ctx, items).await?;
+        let (outcomes, write) = decide_in_order(items, |item| batch.apply(ctx, conflict, item));
+        if write {
+            batch.write(conn, ctx).await?;
+        }
+        Ok(outcomes)
     }
 
     fn constraint_error(_: &sqlx::Error) -> Option<RecordError> {
@@ -182,93 +125,204 @@ impl Canonical for JournalEntries {
     }
 }
 
-impl RecordByRecord for JournalEntries {
-    async fn create(
+/// An entry's checks passed: the accounts its lines post to, and whether it
+/// was posted into a closed period on purpose.
+struct Resolved {
+    accounts: Vec<Uuid>,
+    bypassed: bool,
+}
+
+/// A batch of journal entries: what it read, and what its records have done
+/// so far. Entries meet each other only through their provenance: the chart
+/// and the closed period do not change while they are written.
+struct Batch<'a> {
+    plan: Plan<'a, EntryInput, Resolved>,
+    accounts: GlIndex,
+    closed_through: Option<NaiveDate>,
+    /// Every write into a closed period, in record order, with the entry it
+    /// wrote and the date it gave: each is an audit event, as an entry written
+    /// twice by the batch would have been audited twice one at a time.
+    bypasses: Vec<(Uuid, NaiveDate)>,
+}
+
+impl<'a> Batch<'a> {
+    /// Reads what the batch needs: its provenances, the GL accounts of its
+    /// lines, and the close date, one query each.
+    async fn load(
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
-        provenance: Option<Provenance<'_>>,
-        input: &EntryInput,
-    ) -> Result<Uuid, HandlerError> {
-        let (accounts, bypassed) = resolve(conn, ctx, input).await?;
-        let id = new_id();
-        let number = ledger::next_number(conn, ctx.tenant, "JE").await?;
-        sqlx::query(
-            "insert into journal_entries
-                (id, entity_id, mode, entry_number, entry_date, description,
-                 bypassed_period_check, external_source, external_id)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(id)
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(&number)
-        .bind(input.entry_date)
-        .bind(&input.description)
-        .bind(bypassed)
-        .bind(provenance.map(|p| p.source))
-        .bind(provenance.map(|p| p.external_id))
-        .execute(&mut *conn)
-        .await?;
-        insert_lines(conn, id, &accounts, &input.lines).await?;
-        if bypassed {
-            audit_bypass(conn, ctx, id, input).await?;
-        }
-        Ok(id)
+        items: &'a [Item<'a, EntryInput>],
+    ) -> Result<Self, sqlx::Error> {
+        let plan = Plan::load(conn, "journal_entries", ctx.tenant, items).await?;
+        let lines = items.iter().flat_map(|i| &i.input.lines);
+        let accounts = GlIndex::load(conn, ctx.tenant, lines.map(|l| &l.account)).await?;
+        let closed_through = ledger::closed_through(conn, ctx.tenant).await?;
+        Ok(Self {
+            plan,
+            accounts,
+            closed_through,
+            bypasses: Vec::new(),
+        })
     }
 
-    async fn update(
+    fn apply(
+        &mut self,
+        ctx: &WriteContext<'_>,
+        conflict: ConflictMode,
+        item: &'a Item<'a, EntryInput>,
+    ) -> Applied {
+        let (accounts, closed_through) = (&self.accounts, self.closed_through);
+        let mut bypassed = false;
+        let applied = self.plan.decide(conflict, item, |input| {
+            let resolved = resolve(ctx, accounts, closed_through, input)?;
+            bypassed = resolved.bypassed;
+            Ok(resolved)
+        });
+        // An entry that passed its checks is written.
+        if let Applied::Done(_, id) = applied
+            && bypassed
+        {
+            self.bypasses.push((id, item.input.entry_date));
+        }
+        applied
+    }
+
+    /// Writes what the batch decided, each kind of change in one statement.
+    async fn write(
+        self,
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
-        id: Uuid,
-        input: &EntryInput,
-    ) -> Result<(), HandlerError> {
-        let (accounts, bypassed) = resolve(conn, ctx, input).await?;
-        sqlx::query(
-            "update journal_entries
-             set entry_date = $4, description = $5, bypassed_period_check = $6, updated_at = now()
-             where id = $1 and entity_id = $2 and mode = $3",
-        )
-        .bind(id)
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(input.entry_date)
-        .bind(&input.description)
-        .bind(bypassed)
-        .execute(&mut *conn)
-        .await?;
-        // The lines are replaced as one unit.
-        sqlx::query("delete from journal_lines where entry_id = $1")
-            .bind(id)
+    ) -> Result<(), sqlx::Error> {
+        let tenant = ctx.tenant;
+        let Settled { new, updated } = self.plan.settle(conn).await?;
+        if !updated.is_empty() {
+            let ids = column(&updated, |r| r.id);
+            sqlx::query(
+                "update journal_entries e
+                 set entry_date = u.entry_date, description = u.description,
+                     bypassed_period_check = u.bypassed, updated_at = now()
+                 from unnest($1::uuid[], $2::date[], $3::text[], $4::bool[])
+                     as u (id, entry_date, description, bypassed)
+                 where e.id = u.id",
+            )
+            .bind(&ids)
+            .bind(column(&updated, |r| r.input.entry_date))
+            .bind(column(&updated, |r| r.input.description.as_deref()))
+            .bind(column(&updated, |r| r.derived.bypassed))
             .execute(&mut *conn)
             .await?;
-        insert_lines(conn, id, &accounts, &input.lines).await?;
-        if bypassed {
-            audit_bypass(conn, ctx, id, input).await?;
+            // The lines are replaced as one unit.
+            sqlx::query("delete from journal_lines where entry_id = any($1)")
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if !new.is_empty() {
+            let numbers = ledger::allocate_numbers(conn, tenant, &vec!["JE"; new.len()]).await?;
+            sqlx::query(
+                "insert into journal_entries
+                    (id, entity_id, mode, entry_number, entry_date, description,
+                     bypassed_period_check, external_source, external_id)
+                 select u.id, $1, $2, u.entry_number, u.entry_date, u.description, u.bypassed,
+                        u.source, u.external_id
+                 from unnest($3::uuid[], $4::text[], $5::date[], $6::text[], $7::bool[],
+                             $8::text[], $9::text[])
+                     as u (id, entry_number, entry_date, description, bypassed, source,
+                           external_id)",
+            )
+            .bind(tenant.entity_id)
+            .bind(tenant.mode.as_str())
+            .bind(column(&new, |r| r.id))
+            .bind(&numbers)
+            .bind(column(&new, |r| r.input.entry_date))
+            .bind(column(&new, |r| r.input.description.as_deref()))
+            .bind(column(&new, |r| r.derived.bypassed))
+            .bind(column(&new, |r| r.provenance.map(|p| p.source)))
+            .bind(column(&new, |r| r.provenance.map(|p| p.external_id)))
+            .execute(&mut *conn)
+            .await?;
+        }
+        let lines: Vec<(Uuid, i32, Uuid, &JournalLineInput)> = new
+            .iter()
+            .chain(&updated)
+            .flat_map(|row| {
+                let lines = row.derived.accounts.iter().zip(&row.input.lines);
+                (0..).zip(lines).map(|(p, (a, l))| (row.id, p, *a, l))
+            })
+            .collect();
+        if !lines.is_empty() {
+            sqlx::query(
+                "insert into journal_lines
+                    (entry_id, position, gl_account_id, debit_amount, credit_amount, description)
+                 select * from unnest($1::uuid[], $2::int4[], $3::uuid[], $4::numeric[],
+                                      $5::numeric[], $6::text[])",
+            )
+            .bind(column(&lines, |l| l.0))
+            .bind(column(&lines, |l| l.1))
+            .bind(column(&lines, |l| l.2))
+            .bind(column(&lines, |l| l.3.debit))
+            .bind(column(&lines, |l| l.3.credit))
+            .bind(column(&lines, |l| l.3.description.as_deref()))
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.bypasses.is_empty() {
+            // Deliberate posts into a closed period are answered for later.
+            let details = self
+                .bypasses
+                .iter()
+                .map(|(id, entry_date)| {
+                    json!({
+                        "journal_entry_id": id,
+                        "entry_date": entry_date,
+                        "mode": tenant.mode,
+                    })
+                })
+                .collect();
+            audit::record_each(
+                conn,
+                ctx.actor,
+                "journal_entry.period_check_bypassed",
+                Some(tenant.entity_id),
+                details,
+            )
+            .await?;
         }
         Ok(())
     }
 }
 
-async fn insert_lines(
-    conn: &mut PgConnection,
-    entry_id: Uuid,
-    accounts: &[Uuid],
-    lines: &[JournalLineInput],
-) -> Result<(), HandlerError> {
-    sqlx::query(
-        "insert into journal_lines
-            (entry_id, position, gl_account_id, debit_amount, credit_amount, description)
-         select $1, * from unnest($2::int4[], $3::uuid[], $4::numeric[], $5::numeric[], $6::text[])",
-    )
-    .bind(entry_id)
-    .bind((0..).take(lines.len()).collect::<Vec<i32>>())
-    .bind(accounts)
-    .bind(lines.iter().map(|l| l.debit).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.credit).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.description.as_deref()).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
+/// Checks what the database holds: the accounts, then the closed period.
+fn resolve(
+    ctx: &WriteContext<'_>,
+    accounts: &GlIndex,
+    closed_through: Option<NaiveDate>,
+    input: &EntryInput,
+) -> Result<Resolved, RecordError> {
+    let lines = input.lines.iter().map(|l| (&l.account, l.account_field));
+    let accounts = accounts.postable("lines", lines)?;
+    let mut bypassed = false;
+    if let Some(closed) = closed_through
+        && input.entry_date <= closed
+    {
+        if !(input.bypass_period_check && ctx.may_bypass_period_check) {
+            let error = RecordError::at(
+                "period_closed",
+                "entry_date",
+                format!(
+                    "entry_date {} falls in a closed period (the books are closed through {closed})",
+                    input.entry_date
+                ),
+            );
+            return Err(error.with_hint(if input.bypass_period_check {
+                "bypass_period_check needs a key with the migration:write scope"
+            } else {
+                "date the entry after the close, or set bypass_period_check with a migration:write key"
+            }));
+        }
+        bypassed = true;
+    }
+    Ok(Resolved { accounts, bypassed })
 }
 
 #[cfg(test)]

@@ -96,10 +96,13 @@ impl OrderInput {
     }
 }
 
+/// A resolved line: product, quantity, rate and total.
+type Line = (Uuid, i32, Decimal, Decimal);
+
 /// An order's lines and totals, once its references are resolved.
 struct Resolved {
     account_id: Uuid,
-    lines: Vec<(Uuid, i32, Decimal, Decimal)>,
+    lines: Vec<Line>,
     subtotal: Decimal,
     balance_due: Decimal,
 }
@@ -243,7 +246,7 @@ impl<'a> Batch<'a> {
             .execute(&mut *conn)
             .await?;
         }
-        let lines: Vec<(Uuid, i32, &(Uuid, i32, Decimal, Decimal))> = new
+        let lines: Vec<(Uuid, i32, &Line)> = new
             .iter()
             .chain(&updated)
             .flat_map(|row| (0..).zip(&row.derived.lines).map(|(p, l)| (row.id, p, l)))

@@ -7,6 +7,10 @@
 //! bills in the same transaction, under row locks taken in id order, so two
 //! workers paying one bill at once can never take its balance below zero
 //! (the table's check constraint stands behind that).
+//!
+//! Bills have a set-based batch handler: they meet each other only through
+//! their provenance. Payments are still applied record by record, each in its
+//! own savepoint: a payment meets the balances the payments before it left.
 
 use std::collections::HashMap;
 
@@ -16,15 +20,15 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::ConflictMode;
 use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID, MISSING};
 use crate::import::{
     Applied, Canonical, Item, Provenance, RecordByRecord, WriteContext, record_by_record,
 };
 use crate::orders::cents;
-use crate::refs::{self, GlRef, RefField, parse_gl_ref, parse_ref};
-use crate::{ledger, new_id};
+use crate::plan::{Plan, Settled, column, decide_in_order};
+use crate::refs::{self, GlIndex, GlRef, RefField, RefIndex, parse_gl_ref, parse_ref};
+use crate::{ConflictMode, Tenant, ledger, new_id};
 
 const ITEMS_MAX: usize = 1000;
 const METHODS: [&str; 6] = ["check", "ach", "wire", "credit_card", "cash", "other"];
@@ -35,19 +39,24 @@ async fn resolve_vendor(
     ctx: &WriteContext<'_>,
     vendor: &RefField,
 ) -> Result<Uuid, HandlerError> {
-    let id = refs::resolve(conn, ctx, "accounts", "vendor", &[(String::new(), vendor)]).await?[0];
-    let account_type: String =
-        sqlx::query_scalar("select account_type from accounts where id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
+    let vendors = RefIndex::load(conn, ctx, "accounts", "account_type", &[vendor]).await?;
+    Ok(vendor_of(ctx, &vendors, vendor)?)
+}
+
+/// The vendor account a reference names, from accounts loaded with their
+/// `account_type`.
+fn vendor_of(
+    ctx: &WriteContext<'_>,
+    vendors: &RefIndex<String>,
+    vendor: &RefField,
+) -> Result<Uuid, RecordError> {
+    let (id, account_type) = vendors.resolve(ctx, "vendor", "", vendor, |_| None)?;
     if account_type != "vendor" {
         return Err(RecordError::at(
             "account_not_vendor",
             vendor.field.clone(),
             format!("the account is a {account_type} customer, not a vendor"),
-        )
-        .into());
+        ));
     }
     Ok(id)
 }
@@ -153,48 +162,7 @@ fn parse_item(f: &Fields<'_>) -> Result<BillItemInput, RecordError> {
     })
 }
 
-/// A bill's resolved references: vendor, item GL accounts, item products.
-struct ResolvedBill {
-    vendor_id: Uuid,
-    accounts: Vec<Uuid>,
-    products: Vec<Option<Uuid>>,
-}
-
-async fn resolve_bill(
-    conn: &mut PgConnection,
-    ctx: &WriteContext<'_>,
-    input: &BillInput,
-) -> Result<ResolvedBill, HandlerError> {
-    let vendor_id = resolve_vendor(conn, ctx, &input.vendor).await?;
-    let gl_refs: Vec<(String, &GlRef, &'static str)> = input
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| (format!("items[{i}]"), &item.account, item.account_field))
-        .collect();
-    let accounts = refs::resolve_gl(conn, ctx.tenant, &gl_refs).await?;
-    let product_refs: Vec<(String, &RefField)> = input
-        .items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| item.product.as_ref().map(|p| (format!("items[{i}]"), p)))
-        .collect();
-    let mut resolved = refs::resolve(conn, ctx, "products", "product", &product_refs)
-        .await?
-        .into_iter();
-    let products = input
-        .items
-        .iter()
-        .map(|item| item.product.as_ref().and_then(|_| resolved.next()))
-        .collect();
-    Ok(ResolvedBill {
-        vendor_id,
-        accounts,
-        products,
-    })
-}
-
-/// The vendor-bill resource, as the import loop sees it.
+/// The vendor-bill resource: a set-based batch handler.
 pub struct VendorBills;
 
 impl Canonical for VendorBills {
@@ -209,9 +177,14 @@ impl Canonical for VendorBills {
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
         conflict: ConflictMode,
-        items: &[Item<'_, Self::Input>],
+        items: &[Item<'_, BillInput>],
     ) -> Result<Vec<Applied>, sqlx::Error> {
-        record_by_record::<Self>(conn, ctx, conflict, items).await
+        let mut batch = Bills::load(conn, ctx, conflict, items).await?;
+        let (outcomes, write) = decide_in_order(items, |item| batch.apply(ctx, conflict, item));
+        if write {
+            batch.write(conn, ctx.tenant).await?;
+        }
+        Ok(outcomes)
     }
 
     fn constraint_error(_: &sqlx::Error) -> Option<RecordError> {
@@ -219,128 +192,252 @@ impl Canonical for VendorBills {
     }
 }
 
-impl RecordByRecord for VendorBills {
-    async fn create(
+/// A bill's resolved references: vendor, item GL accounts, item products.
+struct ResolvedBill {
+    vendor_id: Uuid,
+    accounts: Vec<Uuid>,
+    products: Vec<Option<Uuid>>,
+}
+
+/// A batch of vendor bills: what it read, and what its records have done so
+/// far. Bills meet each other only through their provenance: the vendors,
+/// products and chart they name, and what was paid on them, do not change
+/// while they are written.
+struct Bills<'a> {
+    plan: Plan<'a, BillInput, ResolvedBill>,
+    vendors: RefIndex<String>,
+    accounts: GlIndex,
+    products: RefIndex<bool>,
+    /// What was paid on the stored bills an update may change, and to which
+    /// vendor. A bill created by the batch has no payments.
+    paid: HashMap<Uuid, (Decimal, Uuid)>,
+}
+
+impl<'a> Bills<'a> {
+    /// Reads what the batch needs: its provenances, its vendors with their
+    /// account types, the GL accounts and products of its items, and in
+    /// update mode what was paid on its stored bills, one query each.
+    async fn load(
         conn: &mut PgConnection,
         ctx: &WriteContext<'_>,
-        provenance: Option<Provenance<'_>>,
-        input: &BillInput,
-    ) -> Result<Uuid, HandlerError> {
-        let resolved = resolve_bill(conn, ctx, input).await?;
-        let id = new_id();
-        let number = ledger::next_number(conn, ctx.tenant, "BILL").await?;
-        sqlx::query(
-            "insert into vendor_bills
-                (id, entity_id, mode, bill_number, vendor_id, bill_date, due_date,
-                 vendor_invoice_number, notes, bill_total, amount_paid, balance_due,
-                 external_source, external_id)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $10, $11, $12)",
-        )
-        .bind(id)
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(&number)
-        .bind(resolved.vendor_id)
-        .bind(input.bill_date)
-        .bind(input.due_date)
-        .bind(&input.vendor_invoice_number)
-        .bind(&input.notes)
-        .bind(input.total())
-        .bind(provenance.map(|p| p.source))
-        .bind(provenance.map(|p| p.external_id))
-        .execute(&mut *conn)
-        .await?;
-        insert_items(conn, id, &resolved, &input.items).await?;
-        Ok(id)
+        conflict: ConflictMode,
+        items: &'a [Item<'a, BillInput>],
+    ) -> Result<Self, sqlx::Error> {
+        let plan = Plan::load(conn, "vendor_bills", ctx.tenant, items).await?;
+        let vendors: Vec<&RefField> = items.iter().map(|i| &i.input.vendor).collect();
+        let vendors = RefIndex::load(conn, ctx, "accounts", "account_type", &vendors).await?;
+        let bill_items = || items.iter().flat_map(|i| &i.input.items);
+        let accounts = GlIndex::load(conn, ctx.tenant, bill_items().map(|i| &i.account)).await?;
+        let products: Vec<&RefField> = bill_items().filter_map(|i| i.product.as_ref()).collect();
+        let products = RefIndex::load(conn, ctx, "products", "true", &products).await?;
+        let stored = plan.stored();
+        let paid = if conflict == ConflictMode::Update && !stored.is_empty() {
+            // Already locked by the provenance look-up.
+            sqlx::query_as::<_, (Uuid, Decimal, Uuid)>(
+                "select id, amount_paid, vendor_id from vendor_bills where id = any($1)",
+            )
+            .bind(&stored)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|(id, amount_paid, vendor_id)| (id, (amount_paid, vendor_id)))
+            .collect()
+        } else {
+            HashMap::new()
+        };
+        Ok(Self {
+            plan,
+            vendors,
+            accounts,
+            products,
+            paid,
+        })
     }
 
-    async fn update(
-        conn: &mut PgConnection,
+    fn apply(
+        &mut self,
         ctx: &WriteContext<'_>,
-        id: Uuid,
-        input: &BillInput,
-    ) -> Result<(), HandlerError> {
-        let resolved = resolve_bill(conn, ctx, input).await?;
-        let (amount_paid, paid_vendor): (Decimal, Uuid) = sqlx::query_as(
-            "select amount_paid, vendor_id from vendor_bills where id = $1 for update",
-        )
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-        let total = input.total();
-        if amount_paid > Decimal::ZERO && paid_vendor != resolved.vendor_id {
-            return Err(RecordError::at(
-                "bill_has_payments",
-                input.vendor.field.clone(),
-                "the bill has payments applied; its vendor cannot change",
+        conflict: ConflictMode,
+        item: &'a Item<'a, BillInput>,
+    ) -> Applied {
+        let Self {
+            plan,
+            vendors,
+            accounts,
+            products,
+            paid,
+        } = self;
+        plan.decide_on_row(conflict, item, |input, updated| {
+            let resolved = resolve_bill(ctx, vendors, accounts, products, input)?;
+            if let Some(&(amount_paid, paid_vendor)) = updated.and_then(|id| paid.get(&id)) {
+                check_payments(input, &resolved, amount_paid, paid_vendor)?;
+            }
+            Ok(resolved)
+        })
+    }
+
+    /// Writes what the batch decided, each kind of change in one statement.
+    async fn write(self, conn: &mut PgConnection, tenant: Tenant) -> Result<(), sqlx::Error> {
+        let Settled { new, updated } = self.plan.settle(conn).await?;
+        if !updated.is_empty() {
+            let ids = column(&updated, |r| r.id);
+            sqlx::query(
+                "update vendor_bills b
+                 set vendor_id = u.vendor_id, bill_date = u.bill_date, due_date = u.due_date,
+                     vendor_invoice_number = u.vendor_invoice_number, notes = u.notes,
+                     bill_total = u.bill_total, balance_due = u.bill_total - b.amount_paid,
+                     updated_at = now()
+                 from unnest($1::uuid[], $2::uuid[], $3::date[], $4::date[], $5::text[],
+                             $6::text[], $7::numeric[])
+                     as u (id, vendor_id, bill_date, due_date, vendor_invoice_number, notes,
+                           bill_total)
+                 where b.id = u.id",
             )
-            .into());
-        }
-        if total < amount_paid {
-            return Err(RecordError::at(
-                "bill_total_below_amount_paid",
-                "items",
-                format!(
-                    "the new total {} is less than the {} already paid",
-                    total.normalize(),
-                    amount_paid.normalize()
-                ),
-            )
-            .into());
-        }
-        sqlx::query(
-            "update vendor_bills
-             set vendor_id = $4, bill_date = $5, due_date = $6, vendor_invoice_number = $7,
-                 notes = $8, bill_total = $9, balance_due = $9 - amount_paid, updated_at = now()
-             where id = $1 and entity_id = $2 and mode = $3",
-        )
-        .bind(id)
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
-        .bind(resolved.vendor_id)
-        .bind(input.bill_date)
-        .bind(input.due_date)
-        .bind(&input.vendor_invoice_number)
-        .bind(&input.notes)
-        .bind(total)
-        .execute(&mut *conn)
-        .await?;
-        // The items are replaced as one unit.
-        sqlx::query("delete from vendor_bill_items where bill_id = $1")
-            .bind(id)
+            .bind(&ids)
+            .bind(column(&updated, |r| r.derived.vendor_id))
+            .bind(column(&updated, |r| r.input.bill_date))
+            .bind(column(&updated, |r| r.input.due_date))
+            .bind(column(&updated, |r| {
+                r.input.vendor_invoice_number.as_deref()
+            }))
+            .bind(column(&updated, |r| r.input.notes.as_deref()))
+            .bind(column(&updated, |r| r.input.total()))
             .execute(&mut *conn)
             .await?;
-        insert_items(conn, id, &resolved, &input.items).await
+            // The items are replaced as one unit.
+            sqlx::query("delete from vendor_bill_items where bill_id = any($1)")
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if !new.is_empty() {
+            let numbers = ledger::allocate_numbers(conn, tenant, &vec!["BILL"; new.len()]).await?;
+            sqlx::query(
+                "insert into vendor_bills
+                    (id, entity_id, mode, bill_number, vendor_id, bill_date, due_date,
+                     vendor_invoice_number, notes, bill_total, amount_paid, balance_due,
+                     external_source, external_id)
+                 select u.id, $1, $2, u.bill_number, u.vendor_id, u.bill_date, u.due_date,
+                        u.vendor_invoice_number, u.notes, u.bill_total, 0, u.bill_total,
+                        u.source, u.external_id
+                 from unnest($3::uuid[], $4::text[], $5::uuid[], $6::date[], $7::date[],
+                             $8::text[], $9::text[], $10::numeric[], $11::text[], $12::text[])
+                     as u (id, bill_number, vendor_id, bill_date, due_date,
+                           vendor_invoice_number, notes, bill_total, source, external_id)",
+            )
+            .bind(tenant.entity_id)
+            .bind(tenant.mode.as_str())
+            .bind(column(&new, |r| r.id))
+            .bind(&numbers)
+            .bind(column(&new, |r| r.derived.vendor_id))
+            .bind(column(&new, |r| r.input.bill_date))
+            .bind(column(&new, |r| r.input.due_date))
+            .bind(column(&new, |r| r.input.vendor_invoice_number.as_deref()))
+            .bind(column(&new, |r| r.input.notes.as_deref()))
+            .bind(column(&new, |r| r.input.total()))
+            .bind(column(&new, |r| r.provenance.map(|p| p.source)))
+            .bind(column(&new, |r| r.provenance.map(|p| p.external_id)))
+            .execute(&mut *conn)
+            .await?;
+        }
+        let items: Vec<(Uuid, i32, &BillItemInput, Uuid, Option<Uuid>)> = new
+            .iter()
+            .chain(&updated)
+            .flat_map(|row| {
+                let resolved = &row.derived;
+                let items = row.input.items.iter().zip(&resolved.accounts);
+                (0..)
+                    .zip(items.zip(&resolved.products))
+                    .map(|(p, ((item, account), product))| (row.id, p, item, *account, *product))
+            })
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into vendor_bill_items
+                (bill_id, position, description, quantity, unit_cost, amount, product_id,
+                 gl_account_id)
+             select * from unnest($1::uuid[], $2::int4[], $3::text[], $4::numeric[],
+                                  $5::numeric[], $6::numeric[], $7::uuid[], $8::uuid[])",
+        )
+        .bind(column(&items, |i| i.0))
+        .bind(column(&items, |i| i.1))
+        .bind(column(&items, |i| i.2.description.as_deref()))
+        .bind(column(&items, |i| i.2.quantity))
+        .bind(column(&items, |i| i.2.unit_cost))
+        .bind(column(&items, |i| i.2.amount))
+        .bind(column(&items, |i| i.4))
+        .bind(column(&items, |i| i.3))
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 }
 
-async fn insert_items(
-    conn: &mut PgConnection,
-    bill_id: Uuid,
+/// Resolves a bill's references: the vendor, then the items' GL accounts,
+/// then their products; the first that fails is the error.
+fn resolve_bill(
+    ctx: &WriteContext<'_>,
+    vendors: &RefIndex<String>,
+    accounts: &GlIndex,
+    products: &RefIndex<bool>,
+    input: &BillInput,
+) -> Result<ResolvedBill, RecordError> {
+    let vendor_id = vendor_of(ctx, vendors, &input.vendor)?;
+    let lines = input.items.iter().map(|i| (&i.account, i.account_field));
+    let accounts = accounts.postable("items", lines)?;
+    let products = input
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.product
+                .as_ref()
+                .map(|p| {
+                    let prefix = format!("items[{i}]");
+                    products.resolve(ctx, "product", &prefix, p, |_| None)
+                })
+                .transpose()
+                .map(|found| found.map(|(id, _)| id))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ResolvedBill {
+        vendor_id,
+        accounts,
+        products,
+    })
+}
+
+/// What was paid on a bill binds its update: the vendor stays, and the total
+/// covers the payments. A bill's payments are not changed by a batch of bills,
+/// and a paid bill's vendor never changes, so what was stored before the batch
+/// is what every update of the batch meets.
+fn check_payments(
+    input: &BillInput,
     resolved: &ResolvedBill,
-    items: &[BillItemInput],
-) -> Result<(), HandlerError> {
-    sqlx::query(
-        "insert into vendor_bill_items
-            (bill_id, position, description, quantity, unit_cost, amount, product_id, gl_account_id)
-         select $1, * from unnest($2::int4[], $3::text[], $4::numeric[], $5::numeric[],
-                                 $6::numeric[], $7::uuid[], $8::uuid[])",
-    )
-    .bind(bill_id)
-    .bind((0..).take(items.len()).collect::<Vec<i32>>())
-    .bind(
-        items
-            .iter()
-            .map(|i| i.description.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(items.iter().map(|i| i.quantity).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.unit_cost).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.amount).collect::<Vec<_>>())
-    .bind(&resolved.products)
-    .bind(&resolved.accounts)
-    .execute(conn)
-    .await?;
+    amount_paid: Decimal,
+    paid_vendor: Uuid,
+) -> Result<(), RecordError> {
+    if amount_paid > Decimal::ZERO && paid_vendor != resolved.vendor_id {
+        return Err(RecordError::at(
+            "bill_has_payments",
+            input.vendor.field.clone(),
+            "the bill has payments applied; its vendor cannot change",
+        ));
+    }
+    let total = input.total();
+    if total < amount_paid {
+        return Err(RecordError::at(
+            "bill_total_below_amount_paid",
+            "items",
+            format!(
+                "the new total {} is less than the {} already paid",
+                total.normalize(),
+                amount_paid.normalize()
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The bookkeeping of a set-based batch handler whose records meet each other
-//! only through their provenance (orders, accounts): which record of the
-//! batch creates, updates, skips or replaces which row, decided one record
-//! after the other, and the rows the batch leaves, to be written at once.
+//! only through their provenance (orders, accounts, journal entries, vendor
+//! bills): which record of the batch creates, updates, skips or replaces
+//! which row, decided one record after the other, and the rows the batch
+//! leaves, to be written at once.
 
 use std::collections::HashMap;
 
@@ -65,6 +66,13 @@ impl<'a, I, D> Plan<'a, I, D> {
         })
     }
 
+    /// The stored rows the batch's provenances name, as [`Plan::load`] found
+    /// them: to be read before any record is decided, as deciding adds the
+    /// rows the batch creates.
+    pub fn stored(&self) -> Vec<Uuid> {
+        self.provenance.values().copied().collect()
+    }
+
     /// Decides one record by its conflict mode. `derive` checks the record
     /// against what it refers to; it runs only when the record is written
     /// (skip and error mode never look at an existing record's payload).
@@ -73,6 +81,18 @@ impl<'a, I, D> Plan<'a, I, D> {
         conflict: ConflictMode,
         item: &'a Item<'a, I>,
         derive: impl FnOnce(&'a I) -> Result<D, RecordError>,
+    ) -> Applied {
+        self.decide_on_row(conflict, item, |input, _| derive(input))
+    }
+
+    /// [`Plan::decide`] for rules that depend on the row a record updates:
+    /// `derive` is also given the row an update writes to, stored or created
+    /// earlier in the batch (none when the record creates a row).
+    pub fn decide_on_row(
+        &mut self,
+        conflict: ConflictMode,
+        item: &'a Item<'a, I>,
+        derive: impl FnOnce(&'a I, Option<Uuid>) -> Result<D, RecordError>,
     ) -> Applied {
         let key = item.provenance.map(|p| (p.source, p.external_id));
         let existing = key.and_then(|k| self.provenance.get(&k).copied());
@@ -83,7 +103,8 @@ impl<'a, I, D> Plan<'a, I, D> {
             (Some(_), ConflictMode::Update) => Outcome::Updated,
             (Some(_), ConflictMode::Replace) => Outcome::Replaced,
         };
-        let derived = match derive(&item.input) {
+        let updated = existing.filter(|_| outcome == Outcome::Updated);
+        let derived = match derive(&item.input, updated) {
             Ok(derived) => derived,
             Err(e) => return Applied::Failed(e),
         };

@@ -2,9 +2,9 @@
 //! external id from the same source, so a migration can load parents and
 //! children without mapping ids by hand; and GL accounts by id or number.
 //!
-//! Each kind of reference of a record resolves with at most two queries, and a
-//! reference that names nothing is the record's error (`reference_not_found`,
-//! naming the field), never the service's.
+//! Each kind of reference of a batch resolves with one query, and a reference
+//! that names nothing is the record's error (`reference_not_found`, naming the
+//! field), never the service's.
 
 use std::collections::{HashMap, HashSet};
 
@@ -244,72 +244,98 @@ struct GlRow {
     is_active: bool,
 }
 
-/// Resolves GL references to postable accounts: active leaves of the chart.
-pub(crate) async fn resolve_gl(
-    conn: &mut PgConnection,
-    tenant: Tenant,
-    refs: &[(String, &GlRef, &'static str)],
-) -> Result<Vec<Uuid>, HandlerError> {
-    if refs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = refs
-        .iter()
-        .filter_map(|(_, r, _)| match r {
-            GlRef::Id(id) => Some(*id),
-            GlRef::Number(_) => None,
-        })
-        .collect();
-    let numbers: Vec<&str> = refs
-        .iter()
-        .filter_map(|(_, r, _)| match r {
-            GlRef::Number(n) => Some(n.as_str()),
-            GlRef::Id(_) => None,
-        })
-        .collect();
-    let rows: Vec<GlRow> = sqlx::query_as(
-        "select id, account_number, is_header, is_active from gl_accounts
-         where entity_id = $1 and mode = $2 and (id = any($3) or account_number = any($4))",
-    )
-    .bind(tenant.entity_id)
-    .bind(tenant.mode.as_str())
-    .bind(&ids)
-    .bind(&numbers)
-    .fetch_all(&mut *conn)
-    .await?;
-    refs.iter()
-        .map(|(prefix, r, field)| {
-            let param = format!("{prefix}.{field}");
-            let row = rows.iter().find(|row| match r {
-                GlRef::Id(id) => row.id == *id,
-                GlRef::Number(n) => &row.account_number == n,
-            });
-            let shown = match r {
-                GlRef::Id(id) => id.to_string(),
-                GlRef::Number(n) => n.clone(),
-            };
-            match row {
-                None => Err(RecordError::at(
-                    REFERENCE_NOT_FOUND,
-                    param,
-                    format!("no GL account {shown} in this entity's chart of accounts"),
-                )),
-                Some(row) if row.is_header => Err(RecordError::at(
-                    "account_is_header",
-                    param,
-                    format!(
-                        "GL account {} is a header account; post to one of its leaf accounts",
-                        row.account_number
-                    ),
-                )),
-                Some(row) if !row.is_active => Err(RecordError::at(
-                    "account_inactive",
-                    param,
-                    format!("GL account {} is inactive", row.account_number),
-                )),
-                Some(row) => Ok(row.id),
+/// The GL accounts a batch's lines name, by id or by number, read with one
+/// query, with what decides whether they take postings.
+pub(crate) struct GlIndex {
+    by_id: HashMap<Uuid, GlRow>,
+    /// Account numbers are unique in a tenant's chart.
+    by_number: HashMap<String, Uuid>,
+}
+
+impl GlIndex {
+    pub(crate) async fn load<'r>(
+        conn: &mut PgConnection,
+        tenant: Tenant,
+        refs: impl IntoIterator<Item = &'r GlRef>,
+    ) -> Result<Self, sqlx::Error> {
+        let mut ids: HashSet<Uuid> = HashSet::new();
+        let mut numbers: HashSet<&str> = HashSet::new();
+        for r in refs {
+            match r {
+                GlRef::Id(id) => {
+                    ids.insert(*id);
+                }
+                GlRef::Number(n) => {
+                    numbers.insert(n.as_str());
+                }
             }
-        })
-        .collect::<Result<_, _>>()
-        .map_err(HandlerError::from)
+        }
+        let mut index = Self {
+            by_id: HashMap::new(),
+            by_number: HashMap::new(),
+        };
+        if ids.is_empty() && numbers.is_empty() {
+            return Ok(index);
+        }
+        let rows: Vec<GlRow> = sqlx::query_as(
+            "select id, account_number, is_header, is_active from gl_accounts
+             where entity_id = $1 and mode = $2 and (id = any($3) or account_number = any($4))",
+        )
+        .bind(tenant.entity_id)
+        .bind(tenant.mode.as_str())
+        .bind(ids.into_iter().collect::<Vec<_>>())
+        .bind(numbers.into_iter().collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            index.by_number.insert(row.account_number.clone(), row.id);
+            index.by_id.insert(row.id, row);
+        }
+        Ok(index)
+    }
+
+    /// The accounts the lines of a record post to, each given as `(reference,
+    /// field)` in `<list>[i]`: postable ones, active leaves of the chart. The
+    /// first line that names none is the error.
+    pub(crate) fn postable<'r>(
+        &self,
+        list: &str,
+        lines: impl IntoIterator<Item = (&'r GlRef, &'static str)>,
+    ) -> Result<Vec<Uuid>, RecordError> {
+        lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, (r, field))| {
+                let param = format!("{list}[{i}].{field}");
+                let (row, shown) = match r {
+                    GlRef::Id(id) => (self.by_id.get(id), id.to_string()),
+                    GlRef::Number(n) => (
+                        self.by_number.get(n).and_then(|id| self.by_id.get(id)),
+                        n.clone(),
+                    ),
+                };
+                match row {
+                    None => Err(RecordError::at(
+                        REFERENCE_NOT_FOUND,
+                        param,
+                        format!("no GL account {shown} in this entity's chart of accounts"),
+                    )),
+                    Some(row) if row.is_header => Err(RecordError::at(
+                        "account_is_header",
+                        param,
+                        format!(
+                            "GL account {} is a header account; post to one of its leaf accounts",
+                            row.account_number
+                        ),
+                    )),
+                    Some(row) if !row.is_active => Err(RecordError::at(
+                        "account_inactive",
+                        param,
+                        format!("GL account {} is inactive", row.account_number),
+                    )),
+                    Some(row) => Ok(row.id),
+                }
+            })
+            .collect()
+    }
 }

@@ -3,15 +3,18 @@
 //! Random batches full of in-batch dependencies (external ids repeated within
 //! the batch, skus shared between records, components naming records before
 //! and after them, parents updated or replaced after their variants took a
-//! sku, references that name nothing) are imported twice into two entities
-//! holding the same records: once as one batch, once record by record. Every
-//! conflict mode must give the same counts, the same errors (code, field and
-//! message) for the same records, and leave the same rows.
+//! sku, references that name nothing, GL accounts that take no postings,
+//! entries in a closed period, bills already paid) are imported twice into two
+//! entities holding the same records: once as one batch, once record by
+//! record. Every conflict mode must give the same counts, the same errors
+//! (code, field and message) for the same records, and leave the same rows,
+//! numbers and audit events.
 
 use domain::audit::Actor;
 use domain::import::{ImportContext, ImportError, Tally, import_records};
 use domain::{ConflictMode, Mode, Resource, Tenant};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -29,36 +32,21 @@ const MODES: [ConflictMode; 4] = [
 
 #[tokio::test]
 async fn products_in_one_batch_end_as_they_do_one_at_a_time() {
-    let app = spawn_app_with(AppOptions {
-        workers: 0,
-        ..AppOptions::default()
-    })
-    .await;
-    for seed in 0..4 {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let base: Vec<Value> = (0..25).map(|i| product(&mut rng, Some(i))).collect();
-        let batch: Vec<Value> = (0..150).map(|_| product(&mut rng, None)).collect();
-        for mode in MODES {
-            let setup = [(Resource::Products, base.clone())];
-            compare(&app.pool, &setup, Resource::Products, &batch, mode, seed).await;
-        }
-    }
+    let setup = |rng: &mut StdRng| {
+        let base = (0..25).map(|i| product(rng, Some(i))).collect();
+        vec![(Resource::Products, base)]
+    };
+    compare_seeds(Resource::Products, setup, |rng| product(rng, None)).await;
 }
 
 #[tokio::test]
 async fn orders_in_one_batch_end_as_they_do_one_at_a_time() {
-    let app = spawn_app_with(AppOptions {
-        workers: 0,
-        ..AppOptions::default()
-    })
-    .await;
-    for seed in 0..4 {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let accounts: Vec<Value> = (0..8)
+    let setup = |rng: &mut StdRng| {
+        let accounts = (0..8)
             .map(|i| json!({"external_id": format!("C{i}"), "name": format!("Customer {i}"), "account_type": "business"}))
             .chain((0..3).map(|i| json!({"external_id": format!("V{i}"), "name": format!("Vendor {i}"), "account_type": "vendor"})))
             .collect();
-        let products: Vec<Value> = (0..15)
+        let products = (0..15)
             .map(|i| {
                 let mut p = json!({"external_id": format!("P{i}"), "title": format!("Product {i}"), "product_type": "physical"});
                 if i % 3 != 0 {
@@ -67,35 +55,65 @@ async fn orders_in_one_batch_end_as_they_do_one_at_a_time() {
                 p
             })
             .collect();
-        let base: Vec<Value> = (0..10).map(|_| order(&mut rng)).collect();
-        let batch: Vec<Value> = (0..150).map(|_| order(&mut rng)).collect();
-        for mode in MODES {
-            let setup = [
-                (Resource::Accounts, accounts.clone()),
-                (Resource::Products, products.clone()),
-                (Resource::Orders, base.clone()),
-            ];
-            compare(&app.pool, &setup, Resource::Orders, &batch, mode, seed).await;
-        }
-    }
+        let base = (0..10).map(|_| order(rng)).collect();
+        vec![
+            (Resource::Accounts, accounts),
+            (Resource::Products, products),
+            (Resource::Orders, base),
+        ]
+    };
+    compare_seeds(Resource::Orders, setup, order).await;
 }
 
 #[tokio::test]
 async fn accounts_in_one_batch_end_as_they_do_one_at_a_time() {
-    let app = spawn_app_with(AppOptions {
-        workers: 0,
-        ..AppOptions::default()
+    let setup =
+        |rng: &mut StdRng| vec![(Resource::Accounts, (0..10).map(|_| account(rng)).collect())];
+    compare_seeds(Resource::Accounts, setup, account).await;
+}
+
+#[tokio::test]
+async fn journal_entries_in_one_batch_end_as_they_do_one_at_a_time() {
+    let setup = |rng: &mut StdRng| {
+        let base = (0..10).map(|i| journal_entry(rng, Some(i))).collect();
+        vec![(Resource::JournalEntries, base)]
+    };
+    compare_seeds(Resource::JournalEntries, setup, |rng| {
+        journal_entry(rng, None)
     })
     .await;
-    for seed in 0..4 {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let base: Vec<Value> = (0..10).map(|_| account(&mut rng)).collect();
-        let batch: Vec<Value> = (0..150).map(|_| account(&mut rng)).collect();
-        for mode in MODES {
-            let setup = [(Resource::Accounts, base.clone())];
-            compare(&app.pool, &setup, Resource::Accounts, &batch, mode, seed).await;
-        }
-    }
+}
+
+#[tokio::test]
+async fn vendor_bills_in_one_batch_end_as_they_do_one_at_a_time() {
+    let setup = |rng: &mut StdRng| {
+        let accounts = (0..3)
+            .map(|i| json!({"external_id": format!("V{i}"), "name": format!("Vendor {i}"), "account_type": "vendor"}))
+            .chain(["business", "lead"].iter().enumerate().map(|(i, account_type)| {
+                json!({"external_id": format!("C{i}"), "name": format!("Customer {i}"), "account_type": account_type})
+            }))
+            .collect();
+        let products = (0..5)
+            .map(|i| json!({"external_id": format!("P{i}"), "title": format!("Product {i}"), "product_type": "physical"}))
+            .collect();
+        let base = (0..10).map(|i| bill(rng, Some(i))).collect();
+        // The first bills of the setup are partly paid, so their vendor
+        // cannot change and their total cannot fall below what was paid.
+        let payments = (0..5)
+            .map(|i| {
+                json!({"external_id": format!("PAY{i}"), "vendor_external_id": format!("V{}", i % 3),
+                       "payment_date": "2026-07-01", "amount": "50.00", "method": "ach",
+                       "applications": [{"bill_external_id": format!("B{i}"), "amount": "50.00"}]})
+            })
+            .collect();
+        vec![
+            (Resource::Accounts, accounts),
+            (Resource::Products, products),
+            (Resource::VendorBills, base),
+            (Resource::ApPayments, payments),
+        ]
+    };
+    compare_seeds(Resource::VendorBills, setup, |rng| bill(rng, None)).await;
 }
 
 /// A constraint no look-up foresees (a variant the update drops is another
@@ -389,6 +407,203 @@ fn account(rng: &mut StdRng) -> Value {
     record
 }
 
+/// The postable accounts of the standard chart.
+const LEAVES: [&str; 8] = [
+    "1010", "1100", "1200", "2010", "3010", "4010", "6010", "6020",
+];
+
+/// A journal line or a bill item, with its GL account and sometimes a
+/// description: in the setup always a postable account; in a batch sometimes
+/// a header, the account `close_books` makes inactive, or one the chart does
+/// not have.
+fn posting(rng: &mut StdRng, base: bool) -> Value {
+    let mut posting = if base || rng.random_bool(0.92) {
+        json!({"gl_account_number": LEAVES[rng.random_range(0..LEAVES.len())]})
+    } else {
+        match rng.random_range(0..5) {
+            0 => json!({"gl_account_number": "1000"}),
+            1 => json!({"gl_account_number": "6000"}),
+            2 => json!({"gl_account_number": "6100"}),
+            3 => json!({"gl_account_number": "9999"}),
+            _ => json!({"gl_account_id": Uuid::new_v4()}),
+        }
+    };
+    if rng.random_bool(0.4) {
+        posting["description"] = json!(format!("posting {}", rng.random_range(0..5)));
+    }
+    posting
+}
+
+/// An amount in cents, as the decimal string a record carries.
+fn money(cents: i64) -> Value {
+    json!(format!("{}.{:02}", cents / 100, cents % 100))
+}
+
+/// A random journal entry: balanced debits and credits in random order, now
+/// and then unbalanced or posting to an account it may not, dated in or after
+/// the period `close_books` closes, with or without the bypass. The setup's
+/// entries are valid and take distinct external ids in turn.
+fn journal_entry(rng: &mut StdRng, base: Option<u32>) -> Value {
+    let external_id = match base {
+        Some(i) => format!("J{i}"),
+        None => format!("J{}", rng.random_range(0..30)),
+    };
+    let debits: Vec<i64> = (0..rng.random_range(1..3))
+        .map(|_| rng.random_range(1..50_000))
+        .collect();
+    let total: i64 = debits.iter().sum();
+    let credits = if total > 1 && rng.random_bool(0.5) {
+        let first = rng.random_range(1..total);
+        vec![first, total - first]
+    } else {
+        vec![total]
+    };
+    let mut sides: Vec<(&str, i64)> = debits
+        .into_iter()
+        .map(|d| ("debit_amount", d))
+        .chain(credits.into_iter().map(|c| ("credit_amount", c)))
+        .collect();
+    sides.shuffle(rng);
+    if base.is_none() && rng.random_bool(0.04) {
+        sides[0].1 += 1;
+    }
+    let lines: Vec<Value> = sides
+        .into_iter()
+        .map(|(side, cents)| {
+            let mut line = posting(rng, base.is_some());
+            line[side] = money(cents);
+            line
+        })
+        .collect();
+    let month = rng.random_range(1..7);
+    let mut record = json!({
+        "external_id": external_id,
+        "entry_date": format!("2026-{month:02}-{:02}", rng.random_range(1..29)),
+        "lines": lines,
+    });
+    if rng.random_bool(0.4) || (base.is_some() && month <= 2) {
+        record["bypass_period_check"] = json!(true);
+    }
+    if rng.random_bool(0.5) {
+        record["description"] = json!(format!("entry {}", rng.random_range(0..5)));
+    }
+    record
+}
+
+/// A random vendor bill: for a vendor, a customer or no account at all, with
+/// items priced by amount or by quantity and unit cost, posting to GL
+/// accounts that may not take them, and naming products that exist or not.
+/// The setup's bills are valid, each for a vendor in turn, and large enough
+/// for the setup's payments.
+fn bill(rng: &mut StdRng, base: Option<u32>) -> Value {
+    let (external_id, vendor) = match base {
+        Some(i) => (
+            format!("B{i}"),
+            ("vendor_external_id", json!(format!("V{}", i % 3))),
+        ),
+        None => (
+            format!("B{}", rng.random_range(0..30)),
+            match rng.random_range(0..20) {
+                0 | 1 => (
+                    "vendor_external_id",
+                    json!(format!("C{}", rng.random_range(0..2))),
+                ),
+                2 => ("vendor_external_id", json!("V9")),
+                3 => ("vendor_id", json!(Uuid::new_v4())),
+                _ => (
+                    "vendor_external_id",
+                    json!(format!("V{}", rng.random_range(0..3))),
+                ),
+            },
+        ),
+    };
+    let items: Vec<Value> = (0..rng.random_range(1..4))
+        .map(|_| {
+            let mut item = posting(rng, base.is_some());
+            if base.is_some() {
+                item["amount"] = money(rng.random_range(6_000..10_000));
+            } else if rng.random_bool(0.5) {
+                item["amount"] = money(rng.random_range(100..8_000));
+            } else {
+                item["quantity"] = json!(rng.random_range(1..5));
+                item["unit_cost"] = json!(format!(
+                    "{}.{:03}",
+                    rng.random_range(0..40),
+                    rng.random_range(0..1000)
+                ));
+            }
+            match rng.random_range(0..20) {
+                0..=7 => {
+                    item["product_external_id"] = json!(format!("P{}", rng.random_range(0..6)))
+                }
+                8 if base.is_none() => item["product_id"] = json!(Uuid::new_v4()),
+                _ => {}
+            }
+            item
+        })
+        .collect();
+    let month = rng.random_range(1..7);
+    let mut record = json!({
+        "external_id": external_id,
+        vendor.0: vendor.1,
+        "bill_date": format!("2026-{month:02}-1{}", rng.random_range(0..10)),
+        "items": items,
+    });
+    if rng.random_bool(0.5) {
+        record["due_date"] = json!(format!("2026-{month:02}-2{}", rng.random_range(0..9)));
+    }
+    if base.is_none() && rng.random_bool(0.03) {
+        record["due_date"] = json!("2025-12-31");
+    }
+    if rng.random_bool(0.5) {
+        record["vendor_invoice_number"] = json!(format!("INV-{}", rng.random_range(0..100)));
+    }
+    if rng.random_bool(0.3) {
+        record["notes"] = json!(format!("note {}", rng.random_range(0..5)));
+    }
+    record
+}
+
+/// The books of every entity a comparison runs in, before its setup records:
+/// closed through February, with Payroll (6100) inactive. Only journal
+/// entries and vendor bills look at them.
+async fn close_books(pool: &PgPool, entity_id: Uuid) {
+    sqlx::query(
+        "update gl_accounts set is_active = false
+         where entity_id = $1 and mode = 'test' and account_number = '6100'",
+    )
+    .bind(entity_id)
+    .execute(pool)
+    .await
+    .expect("deactivate");
+    let through = "2026-02-28".parse().expect("a date");
+    domain::ledger::close_period(pool, entity_id, &[Mode::Test], through)
+        .await
+        .expect("close");
+}
+
+/// Compares batches of `resource` in every conflict mode, for four seeds:
+/// each draws its setup, then a batch of 150 records.
+async fn compare_seeds(
+    resource: Resource,
+    setup: impl Fn(&mut StdRng) -> Vec<(Resource, Vec<Value>)>,
+    record: impl Fn(&mut StdRng) -> Value,
+) {
+    let app = spawn_app_with(AppOptions {
+        workers: 0,
+        ..AppOptions::default()
+    })
+    .await;
+    for seed in 0..4 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let setup = setup(&mut rng);
+        let batch: Vec<Value> = (0..150).map(|_| record(&mut rng)).collect();
+        for mode in MODES {
+            compare(&app.pool, &setup, resource, &batch, mode, seed).await;
+        }
+    }
+}
+
 /// Imports `batch` into two entities prepared alike, as one batch and one
 /// record at a time, and asserts both end the same.
 async fn compare(
@@ -408,6 +623,7 @@ async fn compare(
             entity_id: entity.id,
             mode: Mode::Test,
         };
+        close_books(pool, entity.id).await;
         for (resource, records) in setup {
             let tally = import(pool, tenant, *resource, ConflictMode::Skip, records, true)
                 .await
@@ -531,9 +747,9 @@ fn without_ids(text: &str) -> String {
 }
 
 /// Every row the import could have touched, with references written as what
-/// they name rather than by id.
+/// they name rather than by id, and the document sequences.
 async fn rows(pool: &PgPool, resource: Resource, entity_id: Uuid) -> Vec<String> {
-    let sql = match resource {
+    let records = match resource {
         Resource::Accounts => {
             "select format('%L %L %L %L %L %L %L %L addresses=%L',
                     a.external_source, a.external_id, a.account_number, a.name, a.account_type,
@@ -542,11 +758,7 @@ async fn rows(pool: &PgPool, resource: Resource, entity_id: Uuid) -> Vec<String>
                                               d.is_default_billing, d.is_default_shipping),
                                        ', ' order by d.position)
                      from account_addresses d where d.account_id = a.id)) as row
-             from accounts a where a.entity_id = $1
-             union all
-             select format('sequence %L %L', kind, last_value) from document_sequences
-             where entity_id = $1
-             order by 1"
+             from accounts a where a.entity_id = $1"
         }
         Resource::Products => {
             "select format('%L %L %L %L %L %L %L %L parent=%L components=%L',
@@ -558,13 +770,9 @@ async fn rows(pool: &PgPool, resource: Resource, entity_id: Uuid) -> Vec<String>
                                               pc.quantity), ', ' order by pc.position)
                      from product_components pc join products c on c.id = pc.component_product_id
                      where pc.product_id = p.id)) as row
-             from products p where p.entity_id = $1
-             union all
-             select format('sequence %L %L', kind, last_value) from document_sequences
-             where entity_id = $1
-             order by 1"
+             from products p where p.entity_id = $1"
         }
-        _ => {
+        Resource::Orders => {
             "select format('%L %L %L %L %L %L %L %L %L %L lines=%L',
                     o.external_source, o.external_id, o.order_number, o.document_type,
                     a.external_id, o.order_date, o.notes, o.subtotal, o.order_total,
@@ -573,14 +781,49 @@ async fn rows(pool: &PgPool, resource: Resource, entity_id: Uuid) -> Vec<String>
                                               l.sell_rate, l.line_total), ', ' order by l.position)
                      from order_lines l join products p on p.id = l.product_id
                      where l.order_id = o.id)) as row
-             from orders o join accounts a on a.id = o.account_id where o.entity_id = $1
-             union all
-             select format('sequence %L %L', kind, last_value) from document_sequences
-             where entity_id = $1
-             order by 1"
+             from orders o join accounts a on a.id = o.account_id where o.entity_id = $1"
         }
+        // The audit rows keep their order, and name their entry by number.
+        Resource::JournalEntries => {
+            "select format('%L %L %L %L %L %L lines=%L',
+                    e.external_source, e.external_id, e.entry_number, e.entry_date,
+                    e.description, e.bypassed_period_check,
+                    (select string_agg(format('%L %s %s %L', g.account_number, l.debit_amount,
+                                              l.credit_amount, l.description),
+                                       ', ' order by l.position)
+                     from journal_lines l join gl_accounts g on g.id = l.gl_account_id
+                     where l.entry_id = e.id)) as row
+             from journal_entries e where e.entity_id = $1
+             union all
+             select format('audit %s %L %L %L %L', row_number() over (order by l.id), l.actor,
+                           l.action, e.entry_number, l.details - 'journal_entry_id')
+             from audit_log l
+             left join journal_entries e on e.id = (l.details ->> 'journal_entry_id')::uuid
+             where l.entity_id = $1"
+        }
+        Resource::VendorBills => {
+            "select format('%L %L %L %L %L %L %L %L %L %L %L items=%L',
+                    b.external_source, b.external_id, b.bill_number, v.external_id, b.bill_date,
+                    b.due_date, b.vendor_invoice_number, b.notes, b.bill_total, b.amount_paid,
+                    b.balance_due,
+                    (select string_agg(format('%L %s %L %s %L %L', i.description, i.quantity,
+                                              i.unit_cost, i.amount, p.external_id,
+                                              g.account_number), ', ' order by i.position)
+                     from vendor_bill_items i join gl_accounts g on g.id = i.gl_account_id
+                     left join products p on p.id = i.product_id
+                     where i.bill_id = b.id)) as row
+             from vendor_bills b join accounts v on v.id = b.vendor_id where b.entity_id = $1"
+        }
+        Resource::ApPayments => unreachable!("AP payments are applied record by record"),
     };
-    sqlx::query_scalar(sql)
+    let sql = format!(
+        "{records}
+         union all
+         select format('sequence %L %L', kind, last_value) from document_sequences
+         where entity_id = $1
+         order by 1"
+    );
+    sqlx::query_scalar(&sql)
         .bind(entity_id)
         .fetch_all(pool)
         .await
