@@ -16,6 +16,10 @@
 //!   invariants. `--mutant NAME` runs it on binaries built from HEAD with
 //!   `xtask/chaos-mutants/NAME.patch` applied (for 180 s unless `--duration`
 //!   says otherwise), and passes only if the checker finds violations.
+//! - `bench`: builds the release binaries and runs `arcus-bench`
+//!   (crates/bench): import throughput end to end against a COPY ceiling,
+//!   status-read latency and peak memory, on a fresh database and queues of
+//!   the local Postgres and RabbitMQ (which it leaves running).
 //!
 //! The mutants are patches against HEAD. When the code a mutant breaks
 //! changes, regenerate its patch without touching the work tree:
@@ -51,8 +55,9 @@ fn main() -> anyhow::Result<()> {
         "deploy-check" => deploy_check(),
         "openapi" => openapi(),
         "chaos" => chaos(&rest),
+        "bench" => bench(&rest),
         _ => {
-            eprintln!("usage: cargo xtask <up|test|deploy-check|openapi|chaos> [args]");
+            eprintln!("usage: cargo xtask <up|test|deploy-check|openapi|chaos|bench> [args]");
             eprintln!(
                 "  up     run the service locally: migrations, demo key, API and two workers"
             );
@@ -68,6 +73,12 @@ fn main() -> anyhow::Result<()> {
             );
             eprintln!(
                 "         fault injection against the real binaries, then an invariant check"
+            );
+            eprintln!(
+                "  bench [--tiny|--small|--full|--size N] [--workers 1,2] [--rate 500] [--json FILE]"
+            );
+            eprintln!(
+                "         import throughput against a COPY ceiling, status-read latency, memory"
             );
             bail!("unknown task '{task}'")
         }
@@ -508,4 +519,43 @@ fn mutant_tree(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
         .arg(&patch))
     .with_context(|| format!("applying {} to HEAD", patch.display()))?;
     Ok(tree)
+}
+
+/// What `arcus-bench` exits with when it missed a target (2: the bench itself
+/// failed, or a record did).
+const BENCH_TARGET_MISSED: i32 = 1;
+
+/// `cargo xtask bench [--tiny|--small|--full|--size N] [--workers 1,2] [--rate 500] [--json FILE]`
+///
+/// The arguments go to `arcus-bench` as they are (`--help` lists them).
+/// Release binaries: a debug build would measure the compiler's settings.
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "api",
+        "-p",
+        "worker",
+        "-p",
+        "cli",
+        "-p",
+        "bench",
+    ]))?;
+    let root = root();
+    let bin_dir = root.join("target/release");
+    let status = Command::new(bin_dir.join("arcus-bench"))
+        .current_dir(&root)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--log-dir")
+        .arg(root.join("target/bench"))
+        .args(args)
+        .status()
+        .context("running arcus-bench")?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(BENCH_TARGET_MISSED) => bail!("the bench missed a target"),
+        _ => bail!("the bench failed: {status}"),
+    }
 }

@@ -203,6 +203,10 @@ pub async fn next_number(
 
 /// The next numbers of the given kinds, one per entry and in its order, with
 /// one statement: each kind's sequence moves on by how many it hands out.
+///
+/// The sequence rows stay locked until the caller commits. They are locked in
+/// the order of their kinds, so two chunks numbering several kinds (sales
+/// orders and invoices) queue on each other instead of deadlocking.
 pub(crate) async fn allocate_numbers(
     conn: &mut PgConnection,
     tenant: Tenant,
@@ -215,6 +219,7 @@ pub(crate) async fn allocate_numbers(
             None => counts.push((prefix, 1)),
         }
     }
+    counts.sort_unstable();
     let last: HashMap<String, i32> = sqlx::query_as(
         "insert into document_sequences (entity_id, mode, kind, last_value)
          select $1, $2, u.kind, u.n from unnest($3::text[], $4::int4[]) as u (kind, n)
