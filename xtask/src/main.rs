@@ -4,7 +4,8 @@
 //!   prints a ready-to-paste curl, and runs the API and two workers until Ctrl-C.
 //! - `test`: checks formatting, runs `deploy-check`, then the whole test suite
 //!   against the local Postgres and RabbitMQ (or, when they are not running,
-//!   containers).
+//!   containers), and with the local services the bench at its tiny size and
+//!   a 60 s chaos run.
 //! - `deploy-check`: renders the Kubernetes overlays and validates them
 //!   offline against the Kubernetes schemas, checks the compose file, and
 //!   validates `openapi.json` against the OpenAPI 3.1 schema.
@@ -62,7 +63,7 @@ fn main() -> anyhow::Result<()> {
                 "  up     run the service locally: migrations, demo key, API and two workers"
             );
             eprintln!(
-                "  test   check formatting, deploy-check, run every test, then a 60 s chaos run"
+                "  test   check formatting, deploy-check, run every test, the bench at its tiny size, then a 60 s chaos run"
             );
             eprintln!(
                 "  deploy-check   validate the Kubernetes manifests, compose file and openapi.json"
@@ -145,17 +146,21 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     // them (the testcontainers path) there is nothing to run it against.
     let local = reachable("127.0.0.1:5432") && reachable("127.0.0.1:5672");
     if !local {
-        println!("chaos:   skipped: it needs the local Postgres and RabbitMQ");
+        println!("bench and chaos skipped: they need the local Postgres and RabbitMQ");
         return suite;
     }
+    // The bench at its tiny size, on the debug build the tests already made:
+    // it proves the bench works, it measures nothing.
+    let bench = run_bench("dev", &["--tiny".to_owned()]);
     let chaos = chaos(&["--duration".to_owned(), "60".to_owned()]);
     let verdict = |r: &anyhow::Result<()>| match r {
         Ok(()) => "passed".to_owned(),
         Err(e) => format!("FAILED ({e:#})"),
     };
     println!("nextest: {}", verdict(&suite));
+    println!("bench:   {}", verdict(&bench));
     println!("chaos:   {}", verdict(&chaos));
-    suite.and(chaos)
+    suite.and(bench).and(chaos)
 }
 
 /// The Kubernetes version the manifests are validated against.
@@ -530,9 +535,15 @@ const BENCH_TARGET_MISSED: i32 = 1;
 /// The arguments go to `arcus-bench` as they are (`--help` lists them).
 /// Release binaries: a debug build would measure the compiler's settings.
 fn bench(args: &[String]) -> anyhow::Result<()> {
+    run_bench("release", args)
+}
+
+/// Builds the binaries of `profile` and runs `arcus-bench` on them.
+fn run_bench(profile: &str, args: &[String]) -> anyhow::Result<()> {
     run(cargo().args([
         "build",
-        "--release",
+        "--profile",
+        profile,
         "-p",
         "api",
         "-p",
@@ -543,7 +554,10 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         "bench",
     ]))?;
     let root = root();
-    let bin_dir = root.join("target/release");
+    // Cargo builds the `dev` profile into `target/debug`.
+    let bin_dir = root
+        .join("target")
+        .join(if profile == "dev" { "debug" } else { profile });
     let status = Command::new(bin_dir.join("arcus-bench"))
         .current_dir(&root)
         .arg("--bin-dir")

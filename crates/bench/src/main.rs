@@ -304,32 +304,42 @@ struct Ceilings {
     orders: Uuid,
 }
 
-/// Loads the ceiling's products and orders, each into an entity of its own.
+/// How many times a ceiling is loaded up to 100,000 records: a load of a
+/// second or less swings by half with whatever else the machine runs, and
+/// the fastest is the least disturbed.
+const CEILING_TRIES: usize = 3;
+
+/// Loads the ceiling's products and orders, each into entities of their own,
+/// and keeps the fastest load of each.
 async fn measure_ceilings(
     ctl: &Ctl,
     conn: &mut PgConnection,
     size: usize,
     runs: &mut Vec<Run>,
 ) -> anyhow::Result<Ceilings> {
-    let products = ctl.entity("Bench ceiling products").await?;
-    let took = ceiling::load_products(conn, products, size).await?;
-    runs.push(announce(Run::new(
-        Resource::Products,
-        None,
-        false,
-        size,
-        took,
-    )));
-    let orders = ctl.entity("Bench ceiling orders").await?;
-    ceiling::load_order_parents(conn, orders).await?;
-    let took = ceiling::load_orders(conn, orders, size).await?;
-    runs.push(announce(Run::new(
-        Resource::Orders,
-        None,
-        false,
-        size,
-        took,
-    )));
+    let tries = if size <= 100_000 { CEILING_TRIES } else { 1 };
+    let mut ceilings = Vec::with_capacity(2);
+    for resource in [Resource::Products, Resource::Orders] {
+        let mut fastest: Option<(std::time::Duration, Uuid)> = None;
+        for _ in 0..tries {
+            let entity = ctl
+                .entity(&format!("Bench ceiling {}", resource.name()))
+                .await?;
+            let took = match resource {
+                Resource::Products => ceiling::load_products(conn, entity, size).await?,
+                Resource::Orders => {
+                    ceiling::load_order_parents(conn, entity).await?;
+                    ceiling::load_orders(conn, entity, size).await?
+                }
+            };
+            if fastest.is_none_or(|(best, _)| took < best) {
+                fastest = Some((took, entity));
+            }
+        }
+        let (took, entity) = fastest.expect("at least one try");
+        runs.push(announce(Run::new(resource, None, false, size, took)));
+        ceilings.push(entity);
+    }
     // Statistics, as autovacuum keeps them on a live database. The planner
     // takes a never-analyzed table for nearly empty and plans the service's
     // lookups for that (it slowed the end-to-end runs several times over):
@@ -338,7 +348,10 @@ async fn measure_ceilings(
         .execute(conn)
         .await
         .context("analyzing the bench's database")?;
-    Ok(Ceilings { products, orders })
+    Ok(Ceilings {
+        products: ceilings[0],
+        orders: ceilings[1],
+    })
 }
 
 /// Starts `count` workers, each with its probe on a port of its own, and
