@@ -188,22 +188,22 @@ async fn apply_one<R: RecordByRecord>(
     })
 }
 
-/// The records of `table` holding the given provenances, locked so that a
-/// concurrent job cannot change them under our write: one query per source
-/// (a batch has one).
-pub(crate) async fn existing_by_provenance<I>(
+/// The records of `table` holding the given provenances, keyed as the items
+/// give them, and locked so that a concurrent job cannot change them under
+/// our write: one query per source (a batch has one).
+pub(crate) async fn existing_by_provenance<'a, I>(
     conn: &mut PgConnection,
     table: &str,
     tenant: Tenant,
-    items: &[Item<'_, I>],
-) -> Result<HashMap<(String, String), Uuid>, sqlx::Error> {
-    let mut by_source: HashMap<&str, Vec<&str>> = HashMap::new();
+    items: &'a [Item<'a, I>],
+) -> Result<HashMap<(&'a str, &'a str), Uuid>, sqlx::Error> {
+    let mut by_source: HashMap<&'a str, Vec<&'a str>> = HashMap::new();
     for p in items.iter().filter_map(|i| i.provenance) {
         by_source.entry(p.source).or_default().push(p.external_id);
     }
     let mut existing = HashMap::new();
     for (source, external_ids) in by_source {
-        let rows: Vec<(String, Uuid)> = sqlx::query_as(&format!(
+        let rows: HashMap<String, Uuid> = sqlx::query_as::<_, (String, Uuid)>(&format!(
             "select external_id, id from {table}
              where entity_id = $1 and mode = $2 and external_source = $3
                and external_id = any($4)
@@ -214,10 +214,13 @@ pub(crate) async fn existing_by_provenance<I>(
         .bind(source)
         .bind(&external_ids)
         .fetch_all(&mut *conn)
-        .await?;
+        .await?
+        .into_iter()
+        .collect();
         existing.extend(
-            rows.into_iter()
-                .map(|(external_id, id)| ((source.to_owned(), external_id), id)),
+            external_ids
+                .into_iter()
+                .filter_map(|e| rows.get(e).map(|id| ((source, e), *id))),
         );
     }
     Ok(existing)

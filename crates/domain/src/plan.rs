@@ -46,17 +46,7 @@ impl<'a, I, D> Plan<'a, I, D> {
         tenant: Tenant,
         items: &'a [Item<'a, I>],
     ) -> Result<Self, sqlx::Error> {
-        let existing = existing_by_provenance(conn, table, tenant, items).await?;
-        let provenance = items
-            .iter()
-            .filter_map(|i| i.provenance)
-            .filter_map(|p| {
-                let key = (p.source.to_owned(), p.external_id.to_owned());
-                existing
-                    .get(&key)
-                    .map(|id| ((p.source, p.external_id), *id))
-            })
-            .collect();
+        let provenance = existing_by_provenance(conn, table, tenant, items).await?;
         Ok(Self {
             table,
             provenance,

@@ -239,16 +239,10 @@ impl<'a> Batch<'a> {
         ctx: &WriteContext<'_>,
         items: &'a [Item<'a, ProductInput>],
     ) -> Result<Self, sqlx::Error> {
-        let existing = existing_by_provenance(conn, "products", ctx.tenant, items).await?;
-        let provenance = items
-            .iter()
-            .filter_map(|i| i.provenance)
-            .filter_map(|p| {
-                let key = (p.source.to_owned(), p.external_id.to_owned());
-                existing
-                    .get(&key)
-                    .map(|id| ((p.source, p.external_id), Some(*id)))
-            })
+        let provenance = existing_by_provenance(conn, "products", ctx.tenant, items)
+            .await?
+            .into_iter()
+            .map(|(key, id)| (key, Some(id)))
             .collect();
         let wanted: Vec<&str> = items
             .iter()

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{AppOptions, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app_with};
 
 const SOURCE: &str = "legacy";
 const MODES: [ConflictMode; 4] = [
@@ -116,11 +116,8 @@ async fn vendor_bills_in_one_batch_end_as_they_do_one_at_a_time() {
     compare_seeds(Resource::VendorBills, setup, |rng| bill(rng, None)).await;
 }
 
-/// A constraint no look-up foresees (a variant the update drops is another
-/// product's component) fails the statement of the whole chunk: the chunk is
-/// split down to the one record to blame, which fails alone.
-#[tokio::test]
-async fn a_constraint_failure_fails_its_own_record_and_no_other() {
+/// An app whose jobs nobody processes: these tests call the import directly.
+async fn app_without_workers() -> (TestApp, Tenant) {
     let app = spawn_app_with(AppOptions {
         workers: 0,
         ..AppOptions::default()
@@ -130,6 +127,15 @@ async fn a_constraint_failure_fails_its_own_record_and_no_other() {
         entity_id: app.entity_id,
         mode: Mode::Test,
     };
+    (app, tenant)
+}
+
+/// A constraint no look-up foresees (a variant the update drops is another
+/// product's component) fails the statement of the whole chunk: the chunk is
+/// split down to the one record to blame, which fails alone.
+#[tokio::test]
+async fn a_constraint_failure_fails_its_own_record_and_no_other() {
+    let (app, tenant) = app_without_workers().await;
     let records = |title: &str| -> Vec<Value> {
         (0..64)
             .map(|i| {
@@ -203,15 +209,7 @@ async fn a_constraint_failure_fails_its_own_record_and_no_other() {
 /// other job committed.
 #[tokio::test]
 async fn a_record_a_concurrent_job_inserts_first_is_applied_to_it() {
-    let app = spawn_app_with(AppOptions {
-        workers: 0,
-        ..AppOptions::default()
-    })
-    .await;
-    let tenant = Tenant {
-        entity_id: app.entity_id,
-        mode: Mode::Test,
-    };
+    let (app, tenant) = app_without_workers().await;
     let batch: Vec<Value> = (0..10)
         .map(|i| json!({"external_id": format!("P{i}"), "title": format!("Batch {i}"), "product_type": "physical"}))
         .collect();
