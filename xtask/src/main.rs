@@ -2,10 +2,12 @@
 //!
 //! - `up`: migrates the local database, creates a demo entity and test key,
 //!   prints a ready-to-paste curl, and runs the API and two workers until Ctrl-C.
-//! - `test`: checks formatting, runs `deploy-check`, then the whole test suite
-//!   against the local Postgres and RabbitMQ (or, when they are not running,
-//!   containers), and with the local services the bench at its tiny size and
-//!   a 60 s chaos run.
+//! - `test`: checks formatting, runs `deploy-check`, installs Debian's
+//!   `chromium` and `chromium-driver` with apt-get when chromedriver is missing
+//!   (the console's tests drive a headless Chromium), then runs the whole test
+//!   suite against the local Postgres and RabbitMQ (or, when they are not
+//!   running, containers), and with the local services the bench at its tiny
+//!   size and a 60 s chaos run.
 //! - `deploy-check`: renders the Kubernetes overlays and validates them
 //!   offline against the Kubernetes schemas, checks the compose file, and
 //!   validates `openapi.json` against the OpenAPI 3.1 schema.
@@ -138,6 +140,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         run(cargo().args(["install", "cargo-nextest", "--locked"]))?;
     }
     deploy_check()?;
+    ensure_chromedriver()?;
     let suite = run(&mut nextest);
     // A short chaos run after the tests, whatever their outcome: it restarts
     // Postgres and RabbitMQ, which no test may see, and its verdict is worth
@@ -161,6 +164,47 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     println!("bench:   {}", verdict(&bench));
     println!("chaos:   {}", verdict(&chaos));
     suite.and(bench).and(chaos)
+}
+
+/// Where the console's browser tests look for chromedriver unless
+/// `ARCUS_CHROMEDRIVER` names another (Debian's `chromium-driver` puts it here).
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The console's tests (crates/api/tests/api/console.rs) drive a real headless
+/// Chromium over WebDriver. Where chromedriver is missing and apt-get exists
+/// (CI, a fresh Debian machine), Debian's `chromium` and `chromium-driver` are
+/// installed; elsewhere the tests fail saying what to install.
+fn ensure_chromedriver() -> anyhow::Result<()> {
+    if std::env::var_os("ARCUS_CHROMEDRIVER").is_some() || Path::new(CHROMEDRIVER).exists() {
+        return Ok(());
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        println!(
+            "no {CHROMEDRIVER} and no apt-get: the console tests will fail; install Chromium \
+             and its chromedriver, and set ARCUS_CHROMEDRIVER if it is elsewhere"
+        );
+        return Ok(());
+    }
+    // As root (CI) apt-get runs as it is; a developer is asked through sudo.
+    let root = output(Command::new("id").arg("-u")).is_ok_and(|uid| uid == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    println!(
+        "{CHROMEDRIVER} is missing: installing Debian's chromium and chromium-driver with \
+         apt-get for the console's browser tests"
+    );
+    run(&mut apt(&["update"]))?;
+    run(&mut apt(&["install", "-y", "chromium", "chromium-driver"]))
+        .context("installing chromium and chromium-driver")
 }
 
 /// The Kubernetes version the manifests are validated against.
@@ -279,6 +323,12 @@ Arcus migration service is up: API on http://{addr}, two workers
 
   entity:  {entity}
   key:     {key}   (test mode, every scope; shown once)
+  console: http://{addr}/console   (sign in with the entity and the key)
+
+Load a file (see "Loading files" in README.md):
+
+  ARCUS_API_KEY={key} {cli} import \
+    --entity {entity} --resource products --source shopify --file products.csv
 
 Submit a job:
 
@@ -294,7 +344,8 @@ Then read it (use the id the first call returned):
   curl -s http://{addr}/v1/entities/{entity}/migration/jobs/<job id> -H 'Authorization: Bearer {key}'
 
 Press Ctrl-C to stop.
-"#
+"#,
+        cli = arcusctl.display()
     );
     supervise(&mut children)
 }

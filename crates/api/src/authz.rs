@@ -36,12 +36,16 @@ pub fn policy(method: &Method, template: &str, resource: Option<&str>) -> Option
             | "/openapi.json"
             | "/docs"
             | "/docs/redoc.standalone.js"
+            | "/console"
+            | "/console/console.js"
+            | "/console/console.css"
     ) {
         return (method == Method::GET).then_some(Public);
     }
     let rest = template.strip_prefix("/v1/entities/{entity_id}/")?;
     let get = method == Method::GET;
     let post = method == Method::POST;
+    let delete = method == Method::DELETE;
     match rest {
         "migration/{resource}/bulk" if post => {
             let mut scopes = vec!["migration:write"];
@@ -51,7 +55,22 @@ pub fn policy(method: &Method, template: &str, resource: Option<&str>) -> Option
             }
             Some(Scopes(scopes))
         }
-        "migration/jobs" | "migration/jobs/{job_id}" | "reconciliation/counts" if get => {
+        "migration/jobs"
+        | "migration/jobs/{job_id}"
+        | "migration/jobs/{job_id}/errors"
+        | "reconciliation/counts"
+            if get =>
+        {
+            Some(Scopes(vec!["migration:read"]))
+        }
+        // The job's resource is not in the path: the handler checks its
+        // write scope once it has read the job.
+        "migration/jobs/{job_id}/retry" if post => Some(Scopes(vec!["migration:write"])),
+        // Registering an endpoint is a migration setting: it says where the
+        // jobs' ends are announced.
+        "webhook-endpoints" if post => Some(Scopes(vec!["migration:write"])),
+        "webhook-endpoints/{endpoint_id}" if delete => Some(Scopes(vec!["migration:write"])),
+        "webhook-endpoints" | "webhook-endpoints/{endpoint_id}/deliveries" if get => {
             Some(Scopes(vec!["migration:read"]))
         }
         "reconciliation/trial-balance" | "gl-accounts" | "gl-accounts/{id}" if get => {
@@ -144,7 +163,7 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
 
 /// Whether some method is served at this template (so another is a 405).
 fn is_known(template: &str) -> bool {
-    [Method::GET, Method::POST]
+    [Method::GET, Method::POST, Method::DELETE]
         .iter()
         .any(|m| policy(m, template, None).is_some())
 }
@@ -182,6 +201,18 @@ mod tests {
             ),
             (
                 Method::GET,
+                format!("{entity}/migration/jobs/{{job_id}}/errors"),
+                None,
+                Policy::Scopes(vec!["migration:read"]),
+            ),
+            (
+                Method::POST,
+                format!("{entity}/migration/jobs/{{job_id}}/retry"),
+                None,
+                Policy::Scopes(vec!["migration:write"]),
+            ),
+            (
+                Method::GET,
                 format!("{entity}/journal-entries"),
                 None,
                 Policy::Scopes(vec!["accounting:read"]),
@@ -204,7 +235,38 @@ mod tests {
                 None,
                 Policy::Scopes(vec!["accounting:read"]),
             ),
+            (
+                Method::POST,
+                format!("{entity}/webhook-endpoints"),
+                None,
+                Policy::Scopes(vec!["migration:write"]),
+            ),
+            (
+                Method::GET,
+                format!("{entity}/webhook-endpoints"),
+                None,
+                Policy::Scopes(vec!["migration:read"]),
+            ),
+            (
+                Method::DELETE,
+                format!("{entity}/webhook-endpoints/{{endpoint_id}}"),
+                None,
+                Policy::Scopes(vec!["migration:write"]),
+            ),
+            (
+                Method::GET,
+                format!("{entity}/webhook-endpoints/{{endpoint_id}}/deliveries"),
+                None,
+                Policy::Scopes(vec!["migration:read"]),
+            ),
             (Method::GET, "/readyz".to_owned(), None, Policy::Public),
+            (Method::GET, "/console".to_owned(), None, Policy::Public),
+            (
+                Method::GET,
+                "/console/console.js".to_owned(),
+                None,
+                Policy::Public,
+            ),
         ];
         for (method, template, resource, expected) in cases {
             assert_eq!(
@@ -233,7 +295,18 @@ mod tests {
             policy(&Method::POST, "/v1/entities/{entity_id}/orders/{id}", None),
             None
         );
+        assert_eq!(
+            policy(
+                &Method::GET,
+                "/v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}",
+                None
+            ),
+            None
+        );
         assert!(is_known("/v1/entities/{entity_id}/orders/{id}"));
+        assert!(is_known(
+            "/v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}"
+        ));
         assert!(!is_known("/v1/admin"));
     }
 }

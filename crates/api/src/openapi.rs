@@ -586,6 +586,10 @@ fn schemas() -> Map<String, Value> {
                 ),
             ),
             (
+                "retry_of",
+                json!({"type": ["string", "null"], "format": "uuid", "description": "The job whose failed records this job retries (POST .../retry)."}),
+            ),
+            (
                 "started_at",
                 json!({"type": ["string", "null"], "format": "date-time"}),
             ),
@@ -823,7 +827,311 @@ fn schemas() -> Map<String, Value> {
     for (name, schema) in entries {
         schemas.insert(name.to_owned(), schema);
     }
+    webhook_schemas(&mut schemas);
     schemas
+}
+
+const EVENT_TYPES: [&str; 3] = [
+    "migration_job.completed",
+    "migration_job.partial",
+    "migration_job.failed",
+];
+
+/// The webhook schemas. The event's job is the `Job` schema less `errors`,
+/// derived from it so the two cannot drift apart.
+fn webhook_schemas(schemas: &mut Map<String, Value>) {
+    let mut job = schemas["Job"].clone();
+    job["properties"]
+        .as_object_mut()
+        .expect("Job has properties")
+        .remove("errors");
+    job["required"]
+        .as_array_mut()
+        .expect("Job has required fields")
+        .retain(|name| name != "errors");
+    job["description"] = json!(
+        "The job as GET .../migration/jobs/{job_id} returns it when the event was written, \
+         without errors: fetch the job for those."
+    );
+    let events = || {
+        array(
+            one_of(&EVENT_TYPES, ""),
+            "The event types the endpoint receives.",
+        )
+    };
+    let endpoint = || {
+        vec![
+            ("id", uuid("")),
+            ("object", one_of(&["webhook_endpoint"], "")),
+            ("entity_id", uuid("")),
+            (
+                "mode",
+                one_of(&["test", "live"], "The mode of the key that created it."),
+            ),
+            ("url", string("Where events are posted.")),
+            ("events", events()),
+            ("created_at", timestamp("")),
+        ]
+    };
+    let required = [
+        "id",
+        "object",
+        "entity_id",
+        "mode",
+        "url",
+        "events",
+        "created_at",
+    ];
+    let mut with_secret = endpoint();
+    with_secret.push((
+        "secret",
+        string(
+            "The signing secret (whsec_...), shown only in this response: check each \
+             delivery's Arcus-Signature with it.",
+        ),
+    ));
+    let mut with_secret_required = required.to_vec();
+    with_secret_required.push("secret");
+    let mut endpoint_list = list_of("WebhookEndpoint");
+    endpoint_list["properties"]["data"]["description"] = json!("Oldest first; all of them.");
+    let mut delivery_list = list_of("WebhookDelivery");
+    for list in [&mut endpoint_list, &mut delivery_list] {
+        list["properties"]
+            .as_object_mut()
+            .expect("a list has properties")
+            .remove("total_count");
+    }
+    let entries = [
+        (
+            "WebhookEndpointCreate",
+            object(
+                &["url"],
+                vec![
+                    (
+                        "url",
+                        json!({"type": "string", "format": "uri", "maxLength": 2048,
+                               "description": "An absolute http or https URL, without a user name or password."}),
+                    ),
+                    (
+                        "events",
+                        json!({"type": "array", "minItems": 1, "items": one_of(&EVENT_TYPES, ""),
+                               "description": "The event types to receive; all of them when left out."}),
+                    ),
+                ],
+            ),
+        ),
+        ("WebhookEndpoint", object(&required, endpoint())),
+        (
+            "WebhookEndpointWithSecret",
+            object(&with_secret_required, with_secret),
+        ),
+        ("WebhookEndpointList", endpoint_list),
+        (
+            "WebhookEndpointDeleted",
+            object(
+                &["id", "object", "deleted"],
+                vec![
+                    ("id", uuid("")),
+                    ("object", one_of(&["webhook_endpoint"], "")),
+                    ("deleted", json!({"type": "boolean", "const": true})),
+                ],
+            ),
+        ),
+        (
+            "WebhookDelivery",
+            object(
+                &[
+                    "id",
+                    "object",
+                    "endpoint_id",
+                    "job_id",
+                    "event_type",
+                    "status",
+                    "attempts",
+                    "created_at",
+                ],
+                vec![
+                    ("id", uuid("The event's id.")),
+                    ("object", one_of(&["webhook_delivery"], "")),
+                    ("endpoint_id", uuid("")),
+                    ("job_id", uuid("")),
+                    ("event_type", one_of(&EVENT_TYPES, "")),
+                    (
+                        "status",
+                        one_of(
+                            &["pending", "delivered", "failed"],
+                            "pending: to be attempted (again); delivered: the endpoint answered \
+                             2xx; failed: out of attempts, or the endpoint was deleted.",
+                        ),
+                    ),
+                    (
+                        "attempts",
+                        json!({"type": "integer", "description": "Attempts made so far."}),
+                    ),
+                    (
+                        "last_status",
+                        json!({"type": ["integer", "null"], "description": "The HTTP status of the last attempt; null when it got no answer."}),
+                    ),
+                    ("last_error", nullable_string("What went wrong last.")),
+                    (
+                        "next_attempt_at",
+                        json!({"type": ["string", "null"], "format": "date-time", "description": "When a pending delivery is attempted next."}),
+                    ),
+                    (
+                        "delivered_at",
+                        json!({"type": ["string", "null"], "format": "date-time"}),
+                    ),
+                    ("created_at", timestamp("When the job ended.")),
+                ],
+            ),
+        ),
+        ("WebhookDeliveryList", delivery_list),
+        ("WebhookEventJob", job),
+        (
+            "WebhookEvent",
+            object(
+                &["id", "object", "type", "mode", "created_at", "data"],
+                vec![
+                    (
+                        "id",
+                        uuid(
+                            "The event's id, the same on every attempt (also in Arcus-Event-Id): \
+                             drop duplicates by it.",
+                        ),
+                    ),
+                    ("object", one_of(&["event"], "")),
+                    (
+                        "type",
+                        one_of(&EVENT_TYPES, "migration_job.<the job's final status>."),
+                    ),
+                    ("mode", one_of(&["test", "live"], "The job's mode.")),
+                    ("created_at", timestamp("When the job ended.")),
+                    (
+                        "data",
+                        object(&["object"], vec![("object", reference("WebhookEventJob"))]),
+                    ),
+                ],
+            ),
+        ),
+    ];
+    for (name, schema) in entries {
+        schemas.insert(name.to_owned(), schema);
+    }
+}
+
+/// The webhook endpoints' operations.
+fn webhook_operations(entity: &Value) -> Vec<(String, Method, Value)> {
+    let endpoints = format!("{ENTITY}/webhook-endpoints");
+    let endpoint = format!("{ENTITY}/webhook-endpoints/{{endpoint_id}}");
+    let deliveries = format!("{ENTITY}/webhook-endpoints/{{endpoint_id}}/deliveries");
+    let endpoint_param = path_param("endpoint_id", "The endpoint.");
+    let mut delivery_params = vec![entity.clone(), endpoint_param.clone()];
+    delivery_params.extend(paging());
+    vec![
+        (
+            endpoints.clone(),
+            Method::POST,
+            operation(
+                &Method::POST,
+                &endpoints,
+                "Register a webhook endpoint: each of the mode's jobs that ends is announced to it by a signed event.",
+                "webhooks",
+                vec![entity.clone()],
+                Some(reference("WebhookEndpointCreate")),
+                vec![ok(
+                    "201",
+                    "The endpoint, with its signing secret (shown only here).",
+                    reference("WebhookEndpointWithSecret"),
+                )],
+                &[],
+            ),
+        ),
+        (
+            endpoints.clone(),
+            Method::GET,
+            operation(
+                &Method::GET,
+                &endpoints,
+                "List the webhook endpoints of the key's mode (never their secrets).",
+                "webhooks",
+                vec![entity.clone()],
+                None,
+                vec![ok(
+                    "200",
+                    "The endpoints.",
+                    reference("WebhookEndpointList"),
+                )],
+                &[],
+            ),
+        ),
+        (
+            endpoint.clone(),
+            Method::DELETE,
+            operation(
+                &Method::DELETE,
+                &endpoint,
+                "Delete a webhook endpoint: it receives nothing more, and its pending deliveries are given up.",
+                "webhooks",
+                vec![entity.clone(), endpoint_param],
+                None,
+                vec![ok(
+                    "200",
+                    "The endpoint was deleted.",
+                    reference("WebhookEndpointDeleted"),
+                )],
+                &[("404", "not_found.")],
+            ),
+        ),
+        (
+            deliveries.clone(),
+            Method::GET,
+            operation(
+                &Method::GET,
+                &deliveries,
+                "List an endpoint's deliveries, newest first: their status, attempts and last error.",
+                "webhooks",
+                delivery_params,
+                None,
+                vec![ok(
+                    "200",
+                    "A page of deliveries.",
+                    reference("WebhookDeliveryList"),
+                )],
+                &[("404", "not_found.")],
+            ),
+        ),
+    ]
+}
+
+/// The events the service sends (OpenAPI's `webhooks`), one per type.
+fn webhook_events() -> Map<String, Value> {
+    let header = |name: &str, description: &str| {
+        json!({"name": name, "in": "header", "required": true, "description": description,
+               "schema": {"type": "string"}})
+    };
+    EVENT_TYPES
+        .iter()
+        .map(|event| {
+            let status = event.trim_start_matches("migration_job.");
+            let operation = json!({
+                "summary": format!("A migration job ended {status}."),
+                "description": "POSTed by the workers to every endpoint of the job's entity and mode that receives this type. Check Arcus-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\" keyed with the endpoint's secret>; refuse a t far from now. Answer 2xx within the timeout (10 s by default); anything else, or no answer, is retried with exponential backoff (30 s doubling, up to 6 h between attempts, 12 attempts by default). An event may arrive more than once: drop duplicates by its id.",
+                "tags": ["webhooks"],
+                "security": [],
+                "parameters": [
+                    header("Arcus-Signature", "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">."),
+                    header("Arcus-Event-Id", "The event's id, as in the body."),
+                    header("Arcus-Event-Type", "The event's type, as in the body."),
+                ],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": reference("WebhookEvent")}}},
+                "responses": {
+                    "2XX": {"description": "The event is delivered."},
+                    "default": {"description": "The event is attempted again later."},
+                },
+            });
+            ((*event).to_owned(), json!({"post": operation}))
+        })
+        .collect()
 }
 
 fn resource_names() -> Vec<&'static str> {
@@ -1044,6 +1352,76 @@ fn paths() -> Map<String, Value> {
             &[("404", "not_found.")],
         ),
     );
+    let errors = format!("{ENTITY}/migration/jobs/{{job_id}}/errors");
+    let error_page = object(
+        &["object", "data", "has_more", "next_cursor"],
+        vec![
+            ("object", one_of(&["list"], "")),
+            ("data", array(reference("JobError"), "In index order.")),
+            ("has_more", json!({"type": "boolean"})),
+            (
+                "next_cursor",
+                json!({"type": ["integer", "null"], "description": "Pass as starting_after for the next page."}),
+            ),
+        ],
+    );
+    add(
+        errors.clone(),
+        Method::GET,
+        operation(
+            &Method::GET,
+            &errors,
+            "Page through a job's errors, or download them all as CSV.",
+            "migration",
+            vec![
+                entity.clone(),
+                path_param("job_id", "The job."),
+                query(
+                    "limit",
+                    "1 to 100, default 20.",
+                    json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                ),
+                query(
+                    "starting_after",
+                    "A record index: the errors after it.",
+                    json!({"type": "integer", "minimum": 0}),
+                ),
+                query(
+                    "format",
+                    "csv: every error as text/csv, one row per failed record: index, the record's fields in the column convention arcusctl import reads (line_items[0].quantity), error_code, error, param, hint.",
+                    json!({"type": "string", "enum": ["json", "csv"]}),
+                ),
+            ],
+            None,
+            vec![ok(
+                "200",
+                "A page of errors (JSON), or the CSV file.",
+                error_page,
+            )],
+            &[("404", "not_found.")],
+        ),
+    );
+    let retry = format!("{ENTITY}/migration/jobs/{{job_id}}/retry");
+    add(
+        retry.clone(),
+        Method::POST,
+        operation(
+            &Method::POST,
+            &retry,
+            "Retry a finished job's failed records as a new job linked to it by retry_of; also needs the job resource's write scope. Accepts Idempotency-Key.",
+            "migration",
+            vec![entity.clone(), path_param("job_id", "The finished job.")],
+            None,
+            vec![ok("202", "The new job, pending.", reference("Job"))],
+            &[
+                ("404", "not_found."),
+                (
+                    "409",
+                    "job_not_finished, nothing_to_retry or idempotency_key_mismatch.",
+                ),
+            ],
+        ),
+    );
 
     let list_filters = |with_provenance: bool| {
         let mut params = vec![entity.clone()];
@@ -1126,6 +1504,9 @@ fn paths() -> Map<String, Value> {
                 &[("404", "not_found.")],
             ),
         );
+    }
+    for (template, method, op) in webhook_operations(&entity) {
+        add(template, method, op);
     }
     let gl = format!("{ENTITY}/gl-accounts");
     add(
@@ -1217,9 +1598,11 @@ pub fn document() -> Value {
             {"name": "records", "description": "The records, read back or created one at a time."},
             {"name": "ledger", "description": "The chart of accounts."},
             {"name": "reconciliation", "description": "Proof of what was loaded."},
+            {"name": "webhooks", "description": "Signed events announcing jobs' ends, posted to the endpoints an entity registers."},
             {"name": "operations", "description": "Probes and metrics."},
         ],
         "paths": paths(),
+        "webhooks": webhook_events(),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",

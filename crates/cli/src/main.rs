@@ -1,8 +1,14 @@
-//! `arcusctl`: the operator's command line: database migrations, entities, API
-//! keys, and a health probe for images that carry no HTTP client.
+//! `arcusctl`: the command line of the people running a migration (`import`
+//! loads a file through the API) and of its operators: database migrations,
+//! entities, API keys, periods, and a health probe for images that carry no
+//! HTTP client.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use cli::import;
 use domain::Mode;
 use domain::audit::Actor;
 use serde_json::json;
@@ -19,6 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Imports a CSV, NDJSON or JSON file through the API in jobs of at most
+    /// 1,000 records, showing their progress, and writes the failed records
+    /// to an errors file beside it (products.csv gives products.errors.csv).
+    /// Running the same command again after an interruption resumes it: it
+    /// makes no job twice. Exit status: 0 every record succeeded, 1 some
+    /// records failed, 2 the import could not run. The key is read from
+    /// ARCUS_API_KEY.
+    Import(Box<ImportArgs>),
     /// The database schema.
     Db {
         #[command(subcommand)]
@@ -44,6 +58,48 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
         url: String,
     },
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    #[arg(long)]
+    entity: Uuid,
+    /// accounts, products, orders, journal-entries, vendor-bills or
+    /// ap-payments.
+    #[arg(long)]
+    resource: String,
+    /// The system the records come from (shopify, quickbooks, ...).
+    #[arg(long)]
+    source: String,
+    #[arg(long)]
+    file: PathBuf,
+    /// The file's format when its extension does not say.
+    #[arg(long, value_enum)]
+    format: Option<import::Format>,
+    /// A JSON file renaming or ignoring columns and setting fields:
+    /// {"columns": {"Handle": "external_id", "Notes": null}, "values": {"product_type": "physical"}}.
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    #[arg(long, default_value = "skip", value_parser = ["skip", "update", "replace", "error"])]
+    conflict_mode: String,
+    /// Runs every rule and writes nothing; the errors file says what would fail.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, env = "ARCUS_API_URL", default_value = "http://127.0.0.1:8080")]
+    api_url: String,
+    /// Records per job, at most 1000.
+    #[arg(long, default_value_t = import::MAX_BATCH)]
+    batch_size: usize,
+    /// Jobs in flight at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// A label that makes this a new import of the same file (new jobs)
+    /// rather than a resumption of the last one.
+    #[arg(long, default_value = "")]
+    run: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -121,10 +177,82 @@ enum KeyCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Import(args) => import_file(*args).await,
+        command => operate(command).await.map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+async fn import_file(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let key = std::env::var("ARCUS_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .context("set ARCUS_API_KEY to the entity's API key")?;
+    let options = import::Options {
+        api_url: args.api_url,
+        key,
+        entity: args.entity,
+        resource: args.resource.parse()?,
+        source: args.source,
+        file: args.file,
+        format: args.format,
+        mapping: args.mapping,
+        conflict_mode: args.conflict_mode.parse()?,
+        dry_run: args.dry_run,
+        batch_size: args.batch_size,
+        parallel: args.parallel,
+        run_label: args.run,
+        progress: !args.quiet,
+    };
+    let started = std::time::Instant::now();
+    let summary = import::run(&options).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let verb = if options.dry_run {
+        "checked (dry run)"
+    } else {
+        "imported"
+    };
+    println!(
+        "{verb} {} records of {} in {:.1} s: {} succeeded, {} failed",
+        summary.records,
+        options.file.display(),
+        seconds,
+        summary.succeeded,
+        summary.failed
+    );
+    if let Some([created, updated, skipped, replaced]) = summary.dry_run_outcomes {
+        println!(
+            "would create {created}, update {updated}, skip {skipped}, replace {replaced}; nothing was written"
+        );
+    } else {
+        println!(
+            "{} jobs ({} found from an earlier run of this command)",
+            summary.jobs.len(),
+            summary.resumed
+        );
+    }
+    match &summary.errors_file {
+        Some(path) => {
+            println!(
+                "failed records: {} (fix them and import that file again)",
+                path.display()
+            );
+            Ok(ExitCode::from(1))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn operate(command: Command) -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    match cli.command {
+    match command {
+        Command::Import(_) => unreachable!("main runs imports"),
         Command::Db {
             command: DbCommand::Migrate,
         } => {

@@ -104,6 +104,8 @@ pub struct Job {
     pub succeeded_records: i32,
     pub failed_records: i32,
     pub errors: Vec<RecordFailure>,
+    /// The job whose failed records this job retries.
+    pub retry_of: Option<Uuid>,
     #[serde(serialize_with = "opt_timestamp")]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "opt_timestamp")]
@@ -140,13 +142,14 @@ struct JobRow {
     processed_records: i32,
     succeeded_records: i32,
     failed_records: i32,
+    retry_of: Option<Uuid>,
     started_at: Option<DateTime<Utc>>,
     completed_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
 }
 
 const JOB_COLUMNS: &str = "id, entity_id, resource, status, conflict_mode, external_source, \
-     total_records, processed_records, succeeded_records, failed_records, started_at, \
+     total_records, processed_records, succeeded_records, failed_records, retry_of, started_at, \
      completed_at, created_at";
 
 impl JobRow {
@@ -169,6 +172,7 @@ impl JobRow {
             succeeded_records: self.succeeded_records,
             failed_records: self.failed_records,
             errors,
+            retry_of: self.retry_of,
             started_at: self.started_at,
             completed_at: self.completed_at,
             created_at: self.created_at,
@@ -197,6 +201,8 @@ pub struct NewJob<'a> {
     pub request_id: Option<&'a str>,
     /// The API key that submitted the job.
     pub submitted_by: Option<Uuid>,
+    /// The job whose failed records this one retries.
+    pub retry_of: Option<Uuid>,
 }
 
 /// A submission's idempotency key and the fingerprint of its request.
@@ -275,8 +281,8 @@ pub async fn submit(
     let row: JobRow = sqlx::query_as(&format!(
         "insert into migration_jobs
             (id, entity_id, mode, resource, conflict_mode, external_source, total_records,
-             request_id, submitted_by)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             request_id, submitted_by, retry_of)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          returning {JOB_COLUMNS}"
     ))
     .bind(id)
@@ -288,6 +294,7 @@ pub async fn submit(
     .bind(job.record_count)
     .bind(job.request_id)
     .bind(job.submitted_by)
+    .bind(job.retry_of)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("insert into migration_job_records (job_id, records) values ($1, $2)")
@@ -373,14 +380,10 @@ async fn errors_of(
     .await?;
     let mut grouped: HashMap<Uuid, Vec<RecordFailure>> = HashMap::new();
     for row in rows {
-        grouped.entry(row.job_id).or_default().push(RecordFailure {
-            index: u32::try_from(row.index).expect("indexes are non-negative"),
-            external_id: row.external_id,
-            error: row.message,
-            code: row.code,
-            param: row.param,
-            hint: row.hint,
-        });
+        grouped
+            .entry(row.job_id)
+            .or_default()
+            .push(row.into_failure());
     }
     Ok(grouped)
 }
@@ -394,6 +397,119 @@ struct ErrorRow {
     code: String,
     param: Option<String>,
     hint: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct FailedRow {
+    #[sqlx(flatten)]
+    error: ErrorRow,
+    record: Json<Value>,
+}
+
+impl ErrorRow {
+    fn into_failure(self) -> RecordFailure {
+        RecordFailure {
+            index: u32::try_from(self.index).expect("indexes are non-negative"),
+            external_id: self.external_id,
+            error: self.message,
+            code: self.code,
+            param: self.param,
+            hint: self.hint,
+        }
+    }
+}
+
+/// One page of a job's errors, in index order.
+#[derive(Debug)]
+pub struct ErrorPage {
+    pub errors: Vec<RecordFailure>,
+    pub has_more: bool,
+}
+
+/// The tenant's job's errors after index `starting_after`, at most `limit`;
+/// `None` when the job is not the tenant's.
+pub async fn errors_page(
+    pool: &PgPool,
+    tenant: Tenant,
+    job_id: Uuid,
+    starting_after: Option<u32>,
+    limit: u32,
+) -> Result<Option<ErrorPage>, sqlx::Error> {
+    if !exists(pool, tenant, job_id).await? {
+        return Ok(None);
+    }
+    let after = starting_after.map_or(-1, i64::from);
+    let rows: Vec<ErrorRow> = sqlx::query_as(
+        "select job_id, index, external_id, message, code, param, hint from migration_job_errors
+         where job_id = $1 and index > $2 order by index limit $3",
+    )
+    .bind(job_id)
+    .bind(after)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(pool)
+    .await?;
+    let has_more = rows.len() > limit as usize;
+    let errors = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(ErrorRow::into_failure)
+        .collect();
+    Ok(Some(ErrorPage { errors, has_more }))
+}
+
+async fn exists(pool: &PgPool, tenant: Tenant, job_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from migration_jobs where id = $1 and entity_id = $2 and mode = $3)",
+    )
+    .bind(job_id)
+    .bind(tenant.entity_id)
+    .bind(tenant.mode.as_str())
+    .fetch_one(pool)
+    .await
+}
+
+/// A failed record: its error and the record as it was submitted.
+#[derive(Debug)]
+pub struct FailedRecord {
+    pub failure: RecordFailure,
+    pub record: Value,
+}
+
+/// Every error of the tenant's job with the record it is about, in index
+/// order; `None` when the job is not the tenant's.
+pub async fn failed_records(
+    pool: &PgPool,
+    tenant: Tenant,
+    job_id: Uuid,
+) -> Result<Option<(Job, Vec<FailedRecord>)>, sqlx::Error> {
+    let row: Option<JobRow> = sqlx::query_as(&format!(
+        "select {JOB_COLUMNS} from migration_jobs where id = $1 and entity_id = $2 and mode = $3"
+    ))
+    .bind(job_id)
+    .bind(tenant.entity_id)
+    .bind(tenant.mode.as_str())
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    // `records -> index` picks the one element out of the stored array, so
+    // only the failed records leave the database.
+    let rows: Vec<FailedRow> = sqlx::query_as(
+        "select e.job_id, e.index, e.external_id, e.message, e.code, e.param, e.hint,
+                coalesce(r.records -> e.index, 'null'::jsonb) as record
+         from migration_job_errors e join migration_job_records r using (job_id)
+         where e.job_id = $1 order by e.index",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await?;
+    let failed = rows
+        .into_iter()
+        .map(|row| FailedRecord {
+            failure: row.error.into_failure(),
+            record: row.record.0,
+        })
+        .collect();
+    Ok(Some((row.into_job(Vec::new()), failed)))
 }
 
 /// Filters and paging of a job listing.
@@ -816,6 +932,11 @@ async fn insert_errors(
 }
 
 /// Gives the job its final status from its counters and releases the claim.
+///
+/// This is where every terminal status is written, so the webhook events that
+/// announce it are queued here too, on the same transaction: an event exists
+/// if and only if the status it announces does, and delivering it is left to
+/// the workers' delivery loop, which the job never waits on.
 pub async fn finish(conn: &mut PgConnection, job: &ClaimedJob) -> Result<JobStatus, FencedError> {
     let counts: Option<(i32, i32, i32)> = sqlx::query_as(
         "select succeeded_records, failed_records, total_records from migration_jobs
@@ -834,16 +955,18 @@ pub async fn finish(conn: &mut PgConnection, job: &ClaimedJob) -> Result<JobStat
         "a finished job accounts for every record"
     );
     let status = JobStatus::of(succeeded, failed);
-    sqlx::query(
+    let finished: JobRow = sqlx::query_as(&format!(
         "update migration_jobs
          set status = $3, completed_at = now(), lease_token = null, lease_expires_at = null
-         where id = $1 and lease_token = $2",
-    )
+         where id = $1 and lease_token = $2
+         returning {JOB_COLUMNS}"
+    ))
     .bind(job.id)
     .bind(job.lease_token)
     .bind(status.as_str())
-    .execute(conn)
+    .fetch_one(&mut *conn)
     .await?;
+    crate::webhooks::enqueue_for_job(conn, job.tenant, &finished.into_job(Vec::new())).await?;
     Ok(status)
 }
 

@@ -23,6 +23,7 @@ mod plan;
 pub mod products;
 pub mod read;
 mod refs;
+pub mod webhooks;
 
 use std::fmt;
 use std::str::FromStr;

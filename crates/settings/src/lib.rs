@@ -22,6 +22,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +97,24 @@ pub struct WorkerSettings {
     pub http_addr: String,
 }
 
+/// How workers deliver webhook events. Every worker runs a delivery loop;
+/// these bound what one slow or failing endpoint can cost it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// How often, in milliseconds, a worker looks for deliveries that are due.
+    pub poll_interval_ms: u64,
+    /// Deliveries one worker sends at the same time.
+    pub concurrency: u16,
+    /// Milliseconds an endpoint has to answer one attempt.
+    pub request_timeout_ms: u64,
+    /// The wait after the first failed attempt, in milliseconds; it doubles
+    /// with each further failure, up to `backoff_max_ms`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Attempts after which a delivery is given up (status `failed`).
+    pub max_attempts: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     /// `text` (readable, the default) or `json`.
@@ -145,7 +164,15 @@ impl Settings {
             .set_default("log.filter", "info")?
             .set_default("auth.key_secret", DEVELOPMENT_KEY_SECRET)?
             .set_default("rate_limit.enabled", true)?
-            .set_default("rate_limit.replicas", 1)?;
+            .set_default("rate_limit.replicas", 1)?
+            .set_default("webhooks.poll_interval_ms", 1000)?
+            .set_default("webhooks.concurrency", 8)?
+            .set_default("webhooks.request_timeout_ms", 10_000)?
+            // 30 s, 1 min, 2 min, ... capped at 6 h: twelve attempts span
+            // about 15 hours, long enough to ride out a receiver's bad night.
+            .set_default("webhooks.backoff_base_ms", 30_000)?
+            .set_default("webhooks.backoff_max_ms", 6 * 60 * 60 * 1000)?
+            .set_default("webhooks.max_attempts", 12)?;
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).required(true));
         }
@@ -202,6 +229,7 @@ mod tests {
         assert_eq!(settings.amqp.url(), "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert_eq!(settings.http.addr, "127.0.0.1:8080");
         assert!(settings.worker.resources.is_empty());
+        assert_eq!(settings.webhooks.max_attempts, 12);
     }
 
     #[test]

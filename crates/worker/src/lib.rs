@@ -6,10 +6,14 @@
 //! takes the job over once the dead worker's lease has expired and resumes it
 //! at the last committed chunk. A job is claimed by one worker at a time, so
 //! duplicate messages and redeliveries cost a look-up, never a second load.
+//!
+//! Next to the consumer, every worker runs the webhook delivery loop
+//! (`webhooks.rs`), which sends the events of jobs' terminal states.
 
 mod job;
 mod metrics;
 mod probe;
+mod webhooks;
 
 pub use job::{JobRunner, Outcome, ProcessError};
 pub use metrics::WorkerMetrics;
@@ -163,16 +167,21 @@ impl Worker {
             interval: Duration::from_millis(settings.worker.sweep_interval_ms),
             redispatch_after: Duration::from_secs(settings.worker.redispatch_after_secs),
         };
+        // Deliveries run on their own task and slots: a slow endpoint delays
+        // other deliveries at most, never a job.
+        let deliverer =
+            webhooks::Deliverer::new(self.pool.clone(), &settings.webhooks, self.metrics.clone())?;
         let signal = async {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let (consumed, served, (), (), ()) = tokio::join!(
+        let (consumed, served, (), (), (), ()) = tokio::join!(
             consumer.consume(until_stopped(stopped.clone())),
             axum::serve(self.listener, probes)
                 .with_graceful_shutdown(until_stopped(stopped.clone())),
             relay.run(until_stopped(stopped.clone())),
             sweeper.run(until_stopped(stopped.clone())),
+            deliverer.run(until_stopped(stopped.clone())),
             signal,
         );
         self.pool.close().await;

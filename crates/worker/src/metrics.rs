@@ -1,6 +1,7 @@
 //! The worker's Prometheus metrics, served at `/metrics` on the worker's own
 //! address: jobs by resource and final status, records by resource and
-//! outcome, job and chunk durations, jobs in hand, and the database pool.
+//! outcome, job and chunk durations, jobs in hand, webhook attempts by
+//! outcome, and the database pool.
 
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -18,6 +19,8 @@ pub struct WorkerMetrics {
     pub retries: IntCounterVec,
     /// Unfinished jobs the sweeper queued a fresh message for.
     pub jobs_redispatched: prometheus::IntCounter,
+    /// Webhook attempts, by outcome.
+    pub webhook_deliveries: IntCounterVec,
     db_pool: IntGaugeVec,
 }
 
@@ -74,6 +77,16 @@ impl WorkerMetrics {
             "Unfinished jobs whose message was lost, queued again by the sweeper",
         )
         .expect("valid metric");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "worker_webhook_deliveries_total",
+                "Webhook attempts, by outcome: delivered (2xx), retried (failed, tried again \
+                 later), failed (failed, out of attempts) or superseded (answered after \
+                 another worker had taken the delivery over)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let db_pool = telemetry::metrics::pool_gauge();
         let registry = telemetry::metrics::registry(vec![
             Box::new(jobs_finished.clone()),
@@ -83,6 +96,7 @@ impl WorkerMetrics {
             Box::new(jobs_in_flight.clone()),
             Box::new(retries.clone()),
             Box::new(jobs_redispatched.clone()),
+            Box::new(webhook_deliveries.clone()),
             Box::new(db_pool.clone()),
         ]);
         Self {
@@ -94,6 +108,7 @@ impl WorkerMetrics {
             jobs_in_flight,
             retries,
             jobs_redispatched,
+            webhook_deliveries,
             db_pool,
         }
     }

@@ -1,9 +1,10 @@
 //! The migration endpoints: submit a bulk import (or dry-run it), get a job,
-//! list jobs.
+//! list jobs, page through or download a job's errors, and retry a job's
+//! failed records.
 
 use std::collections::HashMap;
 
-use auth::Principal;
+use auth::{AuthError, Principal};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
@@ -40,6 +41,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/v1/entities/{entity_id}/migration/jobs/{job_id}",
             get(get_job),
+        )
+        .route(
+            "/v1/entities/{entity_id}/migration/jobs/{job_id}/errors",
+            get(job_errors),
+        )
+        .route(
+            "/v1/entities/{entity_id}/migration/jobs/{job_id}/retry",
+            post(retry_job),
         )
 }
 
@@ -375,10 +384,17 @@ async fn submit_bulk(
             record_count: i32::try_from(request.count).expect("at most 1000 records"),
             request_id: context::request_id(&headers),
             submitted_by: Some(principal.key_id),
+            retry_of: None,
         },
         idempotency,
     )
     .await?;
+    Ok(submission_response(&state, resource, submission))
+}
+
+/// The response to a submission: the new job, the replay of the first
+/// response to its key, or the key's misuse.
+fn submission_response(state: &AppState, resource: Resource, submission: Submission) -> Response {
     match submission {
         Submission::Created(job) => {
             state.relay_notify.notify_one();
@@ -392,7 +408,7 @@ async fn submit_bulk(
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
             }
-            Ok(response)
+            response
         }
         Submission::Replayed { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
@@ -400,14 +416,15 @@ async fn submit_bulk(
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
+            response
         }
-        Submission::KeyReused => Err(ApiError::conflict(
+        Submission::KeyReused => ApiError::conflict(
             "idempotency_key_mismatch",
             "this Idempotency-Key was already used with a different request",
         )
         .param("Idempotency-Key")
-        .hint("use a new key for a new request; a retry must send the same body")),
+        .hint("use a new key for a new request; a retry must send the same body")
+        .into_response(),
     }
 }
 
@@ -417,15 +434,205 @@ async fn get_job(
     principal: Principal,
     Path((_entity_id, job_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let job_id =
-        Uuid::parse_str(&job_id).map_err(|_| invalid("job_id", "job_id must be a UUID"))?;
+    let job_id = self::job_id(&job_id)?;
     match jobs::get(&state.pool, principal.tenant(), job_id).await? {
         Some(job) => Ok(Json(job).into_response()),
-        None => Err(ApiError::not_found(
-            "not_found",
-            format!("no migration job {job_id}"),
-        )),
+        None => Err(no_such_job(job_id)),
     }
+}
+
+fn job_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| invalid("job_id", "job_id must be a UUID"))
+}
+
+fn no_such_job(job_id: Uuid) -> ApiError {
+    ApiError::not_found("not_found", format!("no migration job {job_id}"))
+}
+
+/// `GET /v1/entities/{entity_id}/migration/jobs/{job_id}/errors`: a page of
+/// the job's errors in index order, or with `format=csv` all of them as a
+/// spreadsheet.
+async fn job_errors(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((_entity_id, job_id_raw)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let job_id = job_id(&job_id_raw)?;
+    match query.get("format").map(String::as_str) {
+        None | Some("json") => {}
+        Some("csv") => return errors_csv(&state, &principal, job_id).await,
+        Some(other) => {
+            return Err(invalid(
+                "format",
+                format!("format must be json or csv, got '{other}'"),
+            ));
+        }
+    }
+    let limit = super::limit(&query)?;
+    let starting_after = query
+        .get("starting_after")
+        .map(|raw| {
+            raw.parse::<u32>().map_err(|_| {
+                invalid(
+                    "starting_after",
+                    format!("starting_after must be a record index (a whole number), got '{raw}'"),
+                )
+            })
+        })
+        .transpose()?;
+    let page = jobs::errors_page(
+        &state.pool,
+        principal.tenant(),
+        job_id,
+        starting_after,
+        limit,
+    )
+    .await?
+    .ok_or_else(|| no_such_job(job_id))?;
+    let next_cursor = if page.has_more {
+        page.errors.last().map(|e| e.index)
+    } else {
+        None
+    };
+    Ok(Json(json!({
+        "object": "list",
+        "data": page.errors,
+        "has_more": page.has_more,
+        "next_cursor": next_cursor,
+    }))
+    .into_response())
+}
+
+/// Every failed record of the job as a CSV row: its index, its fields in the
+/// column convention `arcusctl import` reads, and its error. A consultant
+/// fixes the rows in a spreadsheet and imports the file again as it is.
+async fn errors_csv(
+    state: &AppState,
+    principal: &Principal,
+    job_id: Uuid,
+) -> Result<Response, ApiError> {
+    let (job, failed) = jobs::failed_records(&state.pool, principal.tenant(), job_id)
+        .await?
+        .ok_or_else(|| no_such_job(job_id))?;
+    let rows: Vec<Vec<(String, String)>> =
+        failed.iter().map(|f| tabular::flatten(&f.record)).collect();
+    // The external id first, then the columns in the order the records first
+    // show them; a field named like an error column would be read as one, so
+    // it is left out.
+    let mut columns: Vec<&str> = vec!["external_id"];
+    for (column, _) in rows.iter().flatten() {
+        if !tabular::RESERVED.contains(&column.as_str()) && !columns.contains(&column.as_str()) {
+            columns.push(column);
+        }
+    }
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let header = std::iter::once("index")
+        .chain(columns.iter().copied())
+        .chain(["error_code", "error", "param", "hint"]);
+    out.write_record(header).map_err(csv_error)?;
+    for (f, row) in failed.iter().zip(&rows) {
+        let index = f.failure.index.to_string();
+        let cells = std::iter::once(index.as_str())
+            .chain(columns.iter().map(|c| {
+                row.iter()
+                    .find(|(name, _)| name == c)
+                    .map_or("", |(_, value)| value.as_str())
+            }))
+            .chain([
+                f.failure.code.as_str(),
+                f.failure.error.as_str(),
+                f.failure.param.as_deref().unwrap_or(""),
+                f.failure.hint.as_deref().unwrap_or(""),
+            ]);
+        out.write_record(cells).map_err(csv_error)?;
+    }
+    let body = out
+        .into_inner()
+        .map_err(|e| ApiError::internal(&format!("could not write the errors CSV: {e}")))?;
+    let disposition = format!(
+        "attachment; filename=\"{}-{}-errors.csv\"",
+        job.resource, job.id
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn csv_error(e: csv::Error) -> ApiError {
+    ApiError::internal(&format!("could not write the errors CSV: {e}"))
+}
+
+/// `POST /v1/entities/{entity_id}/migration/jobs/{job_id}/retry`: a new job
+/// of the finished job's failed records, in their order, with its source and
+/// conflict mode, linked to it by `retry_of`.
+async fn retry_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((_entity_id, job_id_raw)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job_id = job_id(&job_id_raw)?;
+    let key = idempotency_key(&headers)?;
+    let tenant = principal.tenant();
+    let (job, failed) = jobs::failed_records(&state.pool, tenant, job_id)
+        .await?
+        .ok_or_else(|| no_such_job(job_id))?;
+    let resource: Resource = job.resource.parse().expect("a stored job names a resource");
+    // The route needs migration:write; writing this resource needs its own
+    // scope too, as submitting it would.
+    if !principal.has(resource.write_scope()) {
+        return Err(AuthError::InsufficientScope(resource.write_scope()).into());
+    }
+    if !job.status.is_terminal() {
+        return Err(ApiError::conflict(
+            "job_not_finished",
+            format!(
+                "job {job_id} is {}; only a finished job can be retried",
+                job.status
+            ),
+        )
+        .hint("wait until the job is completed, partial or failed"));
+    }
+    if failed.is_empty() {
+        return Err(ApiError::conflict(
+            "nothing_to_retry",
+            format!("job {job_id} has no failed records"),
+        ));
+    }
+    let count = i32::try_from(failed.len()).expect("a job holds at most 1000 records");
+    let records = Value::Array(failed.into_iter().map(|f| f.record).collect());
+    let request_hash = {
+        let mut hasher = Sha256::new();
+        hasher.update(b"retry\n");
+        hasher.update(job_id.as_bytes());
+        hex::encode(hasher.finalize())
+    };
+    let submission = jobs::submit(
+        &state.pool,
+        NewJob {
+            tenant,
+            resource,
+            external_source: &job.external_source,
+            conflict_mode: job.conflict_mode,
+            records: &records,
+            record_count: count,
+            request_id: context::request_id(&headers),
+            submitted_by: Some(principal.key_id),
+            retry_of: Some(job_id),
+        },
+        key.map(|key| Idempotency {
+            key,
+            request_hash: &request_hash,
+        }),
+    )
+    .await?;
+    Ok(submission_response(&state, resource, submission))
 }
 
 /// `GET /v1/entities/{entity_id}/migration/jobs`

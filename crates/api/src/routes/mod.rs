@@ -1,10 +1,12 @@
 //! The routes, one module per area; each exposes its own `router()`.
 
+pub mod console;
 pub mod docs;
 pub mod health;
 pub mod migration;
 pub mod reconciliation;
 pub mod records;
+pub mod webhooks;
 
 use std::collections::HashMap;
 

@@ -31,6 +31,7 @@ async fn a_job_has_exactly_the_documented_fields() {
         "succeeded_records",
         "failed_records",
         "errors",
+        "retry_of",
         "started_at",
         "completed_at",
         "created_at",

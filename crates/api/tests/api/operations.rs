@@ -342,6 +342,7 @@ async fn every_documented_operation_is_routed() {
             .replace("{entity_id}", &app.entity_id.to_string())
             .replace("{resource}", "products")
             .replace("{job_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{endpoint_id}", &uuid::Uuid::now_v7().to_string())
             .replace("{id}", &uuid::Uuid::now_v7().to_string());
         for method in item.as_object().expect("operations").keys() {
             operations += 1;
@@ -365,9 +366,10 @@ async fn every_documented_operation_is_routed() {
             }
         }
     }
-    // healthz, readyz, metrics; bulk, jobs, job; 6 resources x 3; 2 GL; 2
-    // reconciliation. (/openapi.json and /docs serve the document itself.)
-    assert_eq!(operations, 3 + 3 + 18 + 2 + 2);
+    // healthz, readyz, metrics; bulk, jobs, job, job errors, job retry; 6
+    // resources x 3; 2 GL; 2 reconciliation; 4 webhook endpoints.
+    // (/openapi.json and /docs serve the document itself.)
+    assert_eq!(operations, 3 + 5 + 18 + 2 + 2 + 4);
 }
 
 #[tokio::test]

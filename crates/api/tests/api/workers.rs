@@ -143,6 +143,7 @@ async fn a_committed_job_the_api_never_published_is_relayed_by_a_worker() {
             record_count: 3,
             request_id: None,
             submitted_by: None,
+            retry_of: None,
         },
         None,
     )

@@ -428,3 +428,41 @@ fn keys_carry_tier_expiry_and_allowlist_and_are_listed_without_secrets() {
     assert!(table.starts_with("ID\tPREFIX\tMODE\tTIER"));
     assert!(table.contains(created["prefix"].as_str().expect("prefix")));
 }
+
+#[test]
+fn an_import_that_cannot_start_exits_2_and_says_why() {
+    let dir = std::env::temp_dir().join(format!("arcusctl-import-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("products.csv");
+    std::fs::write(&file, "external_id,title,product_type\nP-1,Mug,physical\n").expect("file");
+    let entity = Uuid::new_v4().to_string();
+    let import = |file: &std::path::Path, key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arcusctl"));
+        command.args([
+            "import",
+            "--entity",
+            &entity,
+            "--resource",
+            "products",
+            "--source",
+            "shopify",
+            "--file",
+        ]);
+        command.arg(file).env_remove("ARCUS_API_KEY");
+        if let Some(key) = key {
+            command.env("ARCUS_API_KEY", key);
+        }
+        command.output().expect("runs")
+    };
+    let cases = [
+        (import(&file, None), "ARCUS_API_KEY"),
+        (import(&dir.join("missing.csv"), Some("k")), "missing.csv"),
+        (import(&dir.join("products.xlsx"), Some("k")), "--format"),
+    ];
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+    for (out, says) in cases {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}

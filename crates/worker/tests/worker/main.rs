@@ -53,6 +53,7 @@ async fn sigterm_during_a_job_finishes_it_and_leaves_nothing_running() {
             record_count: 1000,
             request_id: None,
             submitted_by: None,
+            retry_of: None,
         },
         None,
     )

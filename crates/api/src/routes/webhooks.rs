@@ -1,0 +1,275 @@
+//! Webhook endpoints: an entity registers URLs that are sent a signed event
+//! when one of its migration jobs reaches a terminal state (the workers
+//! deliver them; see `crates/worker/src/webhooks.rs`). Endpoints are per
+//! entity and mode, like everything else: a test key's endpoints hear of
+//! test jobs only.
+
+use std::collections::HashMap;
+
+use auth::Principal;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use domain::audit::Actor;
+use domain::webhooks::{self, CreateError, EndpointUrl, EventType, MAX_ENDPOINTS, UrlError};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::routes::migration::{body_error, invalid};
+use crate::{ApiError, AppState, context};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/entities/{entity_id}/webhook-endpoints",
+            get(list_endpoints).post(create_endpoint),
+        )
+        .route(
+            "/v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}",
+            delete(delete_endpoint),
+        )
+        .route(
+            "/v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}/deliveries",
+            get(list_deliveries),
+        )
+}
+
+/// A validated `POST .../webhook-endpoints` body.
+#[derive(Debug)]
+struct CreateRequest {
+    url: EndpointUrl,
+    events: Vec<EventType>,
+}
+
+impl CreateRequest {
+    fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        })?;
+        let Value::Object(body) = value else {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "the body must be a JSON object with url and, optionally, events",
+            ));
+        };
+        let url = match body.get("url") {
+            None | Some(Value::Null) => {
+                return Err(ApiError::bad_request(
+                    "missing_parameter",
+                    "url is required: the http or https URL events are posted to",
+                )
+                .param("url"));
+            }
+            Some(Value::String(raw)) => EndpointUrl::parse(raw).map_err(|e| match e {
+                UrlError::TooLong => {
+                    ApiError::bad_request("parameter_too_long", e.to_string()).param("url")
+                }
+                UrlError::Credentials => invalid("url", e.to_string())
+                    .hint("check the Arcus-Signature header to know a request is ours"),
+                UrlError::Malformed(_) | UrlError::Scheme(_) => invalid("url", e.to_string())
+                    .hint("give a full URL such as https://example.com/webhooks/arcus"),
+            })?,
+            Some(_) => return Err(invalid("url", "url must be a string")),
+        };
+        let events = match body.get("events") {
+            None | Some(Value::Null) => EventType::ALL.to_vec(),
+            Some(Value::Array(items)) if items.is_empty() => {
+                return Err(invalid(
+                    "events",
+                    "events must name at least one event type; leave it out to receive all",
+                ));
+            }
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let at = || format!("events[{i}]");
+                    match item {
+                        Value::String(name) => name.parse::<EventType>().map_err(|e| {
+                            ApiError::bad_request("invalid_parameter", e.to_string()).param(at())
+                        }),
+                        _ => Err(ApiError::bad_request(
+                            "invalid_parameter",
+                            format!("{} must be an event type (a string)", at()),
+                        )
+                        .param(at())),
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(invalid(
+                    "events",
+                    format!(
+                        "events must be an array of event types: {}",
+                        EventType::names().join(", ")
+                    ),
+                ));
+            }
+        };
+        Ok(Self { url, events })
+    }
+}
+
+/// `POST /v1/entities/{entity_id}/webhook-endpoints`: 201 with the endpoint
+/// and its signing secret, which is shown this once.
+async fn create_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    let request = CreateRequest::parse(&body)?;
+    let actor = Actor::key(principal.key_id, context::request_id(&headers));
+    let created = webhooks::create(
+        &state.pool,
+        principal.tenant(),
+        &request.url,
+        &request.events,
+        &actor,
+    )
+    .await
+    .map_err(|e| match e {
+        CreateError::TooMany => ApiError::bad_request(
+            "webhook_endpoint_limit_reached",
+            format!("an entity may have at most {MAX_ENDPOINTS} webhook endpoints per mode"),
+        )
+        .hint("delete an endpoint you no longer use, or send several event types to one"),
+        CreateError::Database(e) => e.into(),
+    })?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// `GET /v1/entities/{entity_id}/webhook-endpoints`: every endpoint of the
+/// key's entity and mode, without secrets.
+async fn list_endpoints(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    let endpoints = webhooks::list(&state.pool, principal.tenant()).await?;
+    Ok(Json(json!({
+        "object": "list",
+        "data": endpoints,
+        "has_more": false,
+        "next_cursor": null,
+    }))
+    .into_response())
+}
+
+fn parse_endpoint_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| invalid("endpoint_id", "endpoint_id must be a UUID"))
+}
+
+fn no_endpoint(id: Uuid) -> ApiError {
+    ApiError::not_found("not_found", format!("no webhook endpoint {id}"))
+}
+
+/// `DELETE /v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}`
+async fn delete_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path((_entity_id, endpoint_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = parse_endpoint_id(&endpoint_id)?;
+    let actor = Actor::key(principal.key_id, context::request_id(&headers));
+    if !webhooks::delete(&state.pool, principal.tenant(), id, &actor).await? {
+        return Err(no_endpoint(id));
+    }
+    Ok(Json(json!({"id": id, "object": "webhook_endpoint", "deleted": true})).into_response())
+}
+
+/// `GET /v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}/deliveries`:
+/// the endpoint's deliveries, newest first (`limit`, `starting_after`).
+async fn list_deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((_entity_id, endpoint_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let id = parse_endpoint_id(&endpoint_id)?;
+    let limit = super::limit(&query)?;
+    let starting_after = query
+        .get("starting_after")
+        .map(|raw| {
+            Uuid::parse_str(raw).map_err(|_| {
+                invalid(
+                    "starting_after",
+                    "starting_after must be a delivery id (UUID)",
+                )
+            })
+        })
+        .transpose()?;
+    let page = webhooks::deliveries(&state.pool, principal.tenant(), id, limit, starting_after)
+        .await?
+        .ok_or_else(|| no_endpoint(id))?;
+    let next_cursor = if page.has_more {
+        page.deliveries.last().map(|d| d.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({
+        "object": "list",
+        "data": page.deliveries,
+        "has_more": page.has_more,
+        "next_cursor": next_cursor,
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(body: &str) -> (String, Option<String>) {
+        let e = CreateRequest::parse(body.as_bytes()).expect_err("refused");
+        (e.code.into_owned(), e.param)
+    }
+
+    #[test]
+    fn events_default_to_all_and_are_checked_one_by_one() {
+        let all = CreateRequest::parse(br#"{"url": "https://example.com/hook"}"#)
+            .unwrap_or_else(|e| panic!("valid request refused: {}", e.error));
+        assert_eq!(all.events, EventType::ALL);
+        let some = CreateRequest::parse(
+            br#"{"url": "https://example.com/hook", "events": ["migration_job.failed"]}"#,
+        )
+        .unwrap_or_else(|e| panic!("valid request refused: {}", e.error));
+        assert_eq!(some.events, [EventType::JobFailed]);
+        assert_eq!(
+            refused(
+                r#"{"url": "https://example.com", "events": ["migration_job.failed", "job.done"]}"#
+            ),
+            ("invalid_parameter".into(), Some("events[1]".into()))
+        );
+        assert_eq!(
+            refused(r#"{"url": "https://example.com", "events": []}"#),
+            ("invalid_parameter".into(), Some("events".into()))
+        );
+    }
+
+    #[test]
+    fn bad_urls_name_the_url() {
+        assert_eq!(
+            refused(r#"{"events": null}"#),
+            ("missing_parameter".into(), Some("url".into()))
+        );
+        assert_eq!(
+            refused(r#"{"url": "ftp://example.com"}"#),
+            ("invalid_parameter".into(), Some("url".into()))
+        );
+        assert_eq!(
+            refused(r#"{"url": 7}"#),
+            ("invalid_parameter".into(), Some("url".into()))
+        );
+        let long = format!(r#"{{"url": "https://example.com/{}"}}"#, "a".repeat(2048));
+        assert_eq!(
+            refused(&long),
+            ("parameter_too_long".into(), Some("url".into()))
+        );
+    }
+}
