@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
-use crate::jobs::{Job, JobStatus, format_timestamp};
+use crate::jobs::{Job, JobStatus, format_timestamp, opt_timestamp, timestamp};
 use crate::{Mode, Tenant, UnknownValue, new_id};
 
 /// Longest endpoint URL, in bytes.
@@ -160,17 +160,6 @@ pub struct CreatedEndpoint {
     #[serde(flatten)]
     pub endpoint: Endpoint,
     pub secret: String,
-}
-
-fn timestamp<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_timestamp(t))
-}
-
-fn opt_timestamp<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => timestamp(t, s),
-        None => s.serialize_none(),
-    }
 }
 
 #[derive(sqlx::FromRow)]
