@@ -3,11 +3,12 @@
 //! the consultant's loop of fixing the failed rows and importing them again.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cli::import::{self, Options, Summary};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, eventually, spawn_app};
+use crate::helpers::{TestApp, bulk, eventually, spawn_app};
 
 /// A folder of its own for one test's files, removed after it.
 struct Folder(PathBuf);
@@ -49,6 +50,14 @@ fn options(app: &TestApp, resource: &str, file: &Path) -> Options {
         run_label: String::new(),
         progress: false,
     }
+}
+
+/// Runs an import, failing the test rather than hanging it if the importer
+/// never sees its jobs end.
+async fn run(options: &Options) -> anyhow::Result<Summary> {
+    tokio::time::timeout(Duration::from_secs(120), import::run(options))
+        .await
+        .expect("the import ends within two minutes")
 }
 
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
@@ -104,7 +113,7 @@ async fn an_interrupted_import_resumes_without_duplicates_and_lists_every_failed
     // closed laptop or a Ctrl-C would.
     let first = tokio::spawn({
         let opts = opts.clone();
-        async move { import::run(&opts).await }
+        async move { run(&opts).await }
     });
     eventually("the first run makes jobs", || async {
         app.count("migration_jobs").await >= 2
@@ -122,7 +131,18 @@ async fn an_interrupted_import_resumes_without_duplicates_and_lists_every_failed
         "an interrupted run leaves no errors file"
     );
 
-    let summary = import::run(&opts).await.expect("the second run");
+    // Meanwhile someone else submits jobs of the same resource: the jobs of
+    // the first run are no longer among the newest, where the importer's
+    // listing looks, and are followed one by one.
+    for i in 0..15 {
+        app.import(&bulk(
+            vec![json!({"external_id": format!("Q-{i}"), "title": "Q", "product_type": "service"})],
+            "skip",
+        ))
+        .await;
+    }
+
+    let summary = run(&opts).await.expect("the second run");
     assert_eq!(
         (summary.records, summary.succeeded, summary.failed),
         (60, 50, 10)
@@ -132,11 +152,11 @@ async fn an_interrupted_import_resumes_without_duplicates_and_lists_every_failed
         summary.resumed >= usize::try_from(made_before).unwrap(),
         "the jobs of the first run were found again: {summary:?}"
     );
-    assert_eq!(app.count("migration_jobs").await, 6, "no job twice");
-    assert_eq!(app.count("products").await, 50, "no product twice");
+    assert_eq!(app.count("migration_jobs").await, 6 + 15, "no job twice");
+    assert_eq!(app.count("products").await, 50 + 15, "no product twice");
 
     // The same command once more changes nothing and says the same.
-    let again = import::run(&opts).await.expect("the third run");
+    let again = run(&opts).await.expect("the third run");
     assert_eq!(again.resumed, 6);
     assert_eq!(
         Summary {
@@ -148,7 +168,7 @@ async fn an_interrupted_import_resumes_without_duplicates_and_lists_every_failed
             ..summary.clone()
         }
     );
-    assert_eq!(app.count("migration_jobs").await, 6);
+    assert_eq!(app.count("migration_jobs").await, 6 + 15);
 
     // The errors file holds the failed rows as they were, in file order,
     // with their errors.
@@ -195,13 +215,13 @@ async fn an_interrupted_import_resumes_without_duplicates_and_lists_every_failed
     std::fs::write(&errors, fixed).expect("fixed");
     // An errors file an earlier run of the fixed file left no longer holds.
     let stale = folder.write("products.errors.errors.csv", "external_id\nP-3\n");
-    let summary = import::run(&options(&app, "products", &errors))
+    let summary = run(&options(&app, "products", &errors))
         .await
         .expect("the fixed rows");
     assert_eq!((summary.succeeded, summary.failed), (10, 0), "{summary:?}");
     assert_eq!(summary.errors_file, None);
     assert!(!stale.exists(), "the stale errors file is removed");
-    assert_eq!(app.count("products").await, 60);
+    assert_eq!(app.count("products").await, 60 + 15);
 }
 
 #[tokio::test]
@@ -229,12 +249,10 @@ async fn customers_products_and_order_lines_load_from_three_files() {
          O-3,sales_order,C-2,2026-01-17,P-2,1\n",
     );
     for (resource, file, succeeded) in [("accounts", &customers, 2), ("products", &products, 2)] {
-        let summary = import::run(&options(&app, resource, file))
-            .await
-            .expect(resource);
+        let summary = run(&options(&app, resource, file)).await.expect(resource);
         assert_eq!((summary.succeeded, summary.failed), (succeeded, 0));
     }
-    let summary = import::run(&options(&app, "orders", &orders))
+    let summary = run(&options(&app, "orders", &orders))
         .await
         .expect("orders");
     assert_eq!(
@@ -260,10 +278,10 @@ async fn customers_products_and_order_lines_load_from_three_files() {
         "late.csv",
         "external_id,name,account_type\nC-3,Cy,business\n",
     );
-    import::run(&options(&app, "accounts", &late))
+    run(&options(&app, "accounts", &late))
         .await
         .expect("late customer");
-    let summary = import::run(&options(
+    let summary = run(&options(
         &app,
         "orders",
         summary.errors_file.as_ref().unwrap(),
@@ -286,7 +304,7 @@ async fn json_files_dry_run_and_write_ndjson_errors() {
     let file = folder.write("products.json", &records.to_string());
     let mut opts = options(&app, "products", &file);
     opts.dry_run = true;
-    let summary = import::run(&opts).await.expect("dry run");
+    let summary = run(&opts).await.expect("dry run");
     assert_eq!(
         (summary.records, summary.succeeded, summary.failed),
         (3, 1, 2)
@@ -312,7 +330,7 @@ async fn json_files_dry_run_and_write_ndjson_errors() {
         "{\"external_id\": \"P-1\", \"title\": \"Mug\", \"product_type\": \"physical\"}\n\
          {\"external_id\": \"P-3\", \"title\": \"Cup\", \"product_type\": \"physical\"}\n",
     );
-    let summary = import::run(&options(&app, "products", &ndjson))
+    let summary = run(&options(&app, "products", &ndjson))
         .await
         .expect("ndjson");
     assert_eq!((summary.succeeded, summary.failed), (2, 0));
@@ -324,13 +342,11 @@ async fn an_import_that_cannot_run_stops_before_sending_anything() {
     let app = spawn_app().await;
     let folder = Folder::new();
     let ragged = folder.write("ragged.csv", "external_id,title\nP-1,Mug\nP-2,Cup,extra\n");
-    let err = import::run(&options(&app, "products", &ragged))
-        .await
-        .unwrap_err();
+    let err = run(&options(&app, "products", &ragged)).await.unwrap_err();
     assert!(format!("{err:#}").contains("ragged.csv"), "{err:#}");
 
     let bad_header = folder.write("bad.csv", "external_id,lines[x].sku\nP-1,a\n");
-    let err = import::run(&options(&app, "products", &bad_header))
+    let err = run(&options(&app, "products", &bad_header))
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("lines[x].sku"), "{err:#}");
@@ -341,7 +357,7 @@ async fn an_import_that_cannot_run_stops_before_sending_anything() {
     );
     let mut opts = options(&app, "products", &good);
     opts.key = "ark_test_ent_nope_nope".to_owned();
-    let err = import::run(&opts).await.unwrap_err();
+    let err = run(&opts).await.unwrap_err();
     assert!(format!("{err:#}").contains("invalid_api_key"), "{err:#}");
 
     assert_eq!(app.count("migration_jobs").await, 0);

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
@@ -65,15 +66,6 @@ impl RecordError {
 
 pub type JobErrors = Vec<RecordError>;
 
-/// A job's counters as last read.
-pub struct JobState {
-    pub total: u64,
-    pub processed: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub finished: bool,
-}
-
 /// What a dry run of one chunk said.
 pub struct DryRun {
     pub succeeded: u64,
@@ -105,8 +97,13 @@ impl Client {
         })
     }
 
-    /// Submits a job; its id, and whether an earlier run had made it.
-    pub async fn submit(&self, body: &[u8], key: &str) -> anyhow::Result<(Uuid, bool)> {
+    /// Submits a job: its id, when it was created, and whether an earlier
+    /// run had made it.
+    pub async fn submit(
+        &self,
+        body: &[u8],
+        key: &str,
+    ) -> anyhow::Result<(Uuid, DateTime<Utc>, bool)> {
         let url = format!("{}/{}/bulk", self.base, self.resource);
         let (headers, job) = self
             .call(Method::POST, &url, Some((body, Some(key))))
@@ -115,24 +112,42 @@ impl Client {
             .as_str()
             .and_then(|id| Uuid::parse_str(id).ok())
             .with_context(|| format!("the API answered a submission without a job id: {job}"))?;
-        Ok((id, headers.contains_key("idempotent-replayed")))
+        let created_at = job["created_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .with_context(|| format!("the API answered a submission without created_at: {job}"))?;
+        Ok((
+            id,
+            created_at.with_timezone(&Utc),
+            headers.contains_key("idempotent-replayed"),
+        ))
     }
 
-    pub async fn job(&self, id: Uuid) -> anyhow::Result<JobState> {
+    pub async fn job(&self, id: Uuid) -> anyhow::Result<Value> {
         let (_, job) = self
             .call(Method::GET, &format!("{}/jobs/{id}", self.base), None)
             .await?;
-        let count = |name: &str| job[name].as_u64().unwrap_or(0);
-        Ok(JobState {
-            total: count("total_records"),
-            processed: count("processed_records"),
-            succeeded: count("succeeded_records"),
-            failed: count("failed_records"),
-            finished: matches!(
-                job["status"].as_str(),
-                Some("completed" | "partial" | "failed")
-            ),
-        })
+        Ok(job)
+    }
+
+    /// This resource's jobs created after `since`, newest first, at most
+    /// `limit`.
+    pub async fn jobs_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Value>> {
+        let url = format!(
+            "{}/jobs?resource={}&limit={limit}&created_after={}",
+            self.base,
+            self.resource,
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let (_, page) = self.call(Method::GET, &url, None).await?;
+        match page["data"].clone() {
+            Value::Array(jobs) => Ok(jobs),
+            _ => anyhow::bail!("the API answered an unexpected job list: {page}"),
+        }
     }
 
     /// Every error of a job, page by page.
@@ -172,14 +187,29 @@ impl Client {
         })
     }
 
+    /// The key's steady rate, while its window is nearly used: then every
+    /// call waits its turn.
+    fn pacing(&self) -> Option<Duration> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        (limit > 0 && self.remaining.load(Ordering::Relaxed) <= 2 * self.parallel)
+            .then(|| Duration::from_secs(60) / limit)
+    }
+
+    /// How long to wait between looks at the jobs in flight. While calls are
+    /// paced, a look takes a turn a submission could have had: look about
+    /// once per round of submissions.
+    pub fn look_interval(&self, at_least: Duration) -> Duration {
+        self.pacing().map_or(at_least, |interval| {
+            (interval * self.parallel).max(at_least)
+        })
+    }
+
     /// Waits, when the key's window is nearly used, for the call's turn at
     /// the key's steady rate.
     async fn pace(&self) {
-        let limit = self.limit.load(Ordering::Relaxed);
-        if limit == 0 || self.remaining.load(Ordering::Relaxed) > 2 * self.parallel {
+        let Some(interval) = self.pacing() else {
             return;
-        }
-        let interval = Duration::from_secs(60) / limit;
+        };
         let slot = {
             let mut next = self.next_slot.lock().await;
             let slot = (*next).max(tokio::time::Instant::now());

@@ -11,13 +11,15 @@
 mod client;
 mod report;
 pub mod source;
+mod watch;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde_json::{Value, json};
@@ -28,6 +30,7 @@ use uuid::Uuid;
 use client::{Client, JobErrors};
 pub use source::Format;
 use source::Unit;
+use watch::Watcher;
 
 /// Records one job may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -118,7 +121,10 @@ pub async fn run(options: &Options) -> anyhow::Result<Summary> {
     };
     anyhow::ensure!(total > 0, "{} holds no records", options.file.display());
 
-    let client = Client::new(options)?;
+    let client = Arc::new(Client::new(options)?);
+    let watcher = Arc::new(Watcher::default());
+    // Stopped when the import ends, however it ends.
+    let _watching = AbortOnDrop(tokio::spawn(watcher.clone().run(client.clone())));
     let progress = Progress::new(total, options.progress);
     let mut report = report::ErrorsFile::create(&options.file, format)?;
 
@@ -151,7 +157,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Summary> {
     // so the errors file follows the input.
     let mut results = chunks
         .enumerate()
-        .map(|(number, units)| process(&client, options, number, units, &progress))
+        .map(|(number, units)| process(&client, &watcher, options, number, units, &progress))
         .buffered(options.parallel);
     let mut summary = Summary {
         dry_run_outcomes: options.dry_run.then_some([0; 4]),
@@ -176,6 +182,14 @@ pub async fn run(options: &Options) -> anyhow::Result<Summary> {
     progress.bar.finish_and_clear();
     summary.errors_file = report.finish()?;
     Ok(summary)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn clone_mapping(mapping: &Mapping) -> Mapping {
@@ -205,6 +219,7 @@ fn idempotency_key(options: &Options, number: usize, body: &[u8]) -> String {
 /// Submits one chunk and follows its job to the end.
 async fn process(
     client: &Client,
+    watcher: &Watcher,
     options: &Options,
     number: usize,
     units: Vec<Unit>,
@@ -255,39 +270,32 @@ async fn process(
         result.errors
     } else {
         let key = idempotency_key(options, number, &body);
-        let (job, resumed) = client.submit(&body, &key).await?;
+        let (job, created_at, resumed) = client.submit(&body, &key).await?;
         chunk.job = Some(job);
         chunk.resumed = resumed;
-        let mut shown = 0;
-        let mut shown_failed = 0;
-        // Every look is a request against the key's rate limit. A job of
-        // products takes a fraction of a second: look soon; once the job
-        // moves, look again when its pace says it will be done; while it
-        // waits for a worker, less and less often.
-        let mut wait = Duration::from_millis(150);
-        let started = tokio::time::Instant::now();
+        let mut looks = watcher.follow(job, created_at);
+        let (mut shown, mut shown_failed) = (0, 0);
         let done = loop {
-            tokio::time::sleep(wait).await;
-            let state = client.job(job).await?;
-            progress.processed(state.processed.saturating_sub(shown));
-            progress.failed(state.failed.saturating_sub(shown_failed));
-            (shown, shown_failed) = (state.processed.max(shown), state.failed.max(shown_failed));
-            if state.finished {
-                break state;
+            if looks.changed().await.is_err() {
+                bail!("stopped following job {job}");
             }
-            wait = if state.processed > 0 {
-                let per_record = started.elapsed() / u32::try_from(state.processed).unwrap_or(1);
-                per_record * u32::try_from(state.total - state.processed).unwrap_or(1)
-            } else {
-                wait * 2
+            let look = looks.borrow_and_update().clone();
+            if let Some(failure) = look.failure {
+                bail!("following job {job}: {failure}");
             }
-            .clamp(Duration::from_millis(150), Duration::from_secs(3));
+            progress.processed(look.processed.saturating_sub(shown));
+            progress.failed(look.failed.saturating_sub(shown_failed));
+            (shown, shown_failed) = (look.processed.max(shown), look.failed.max(shown_failed));
+            if look.finished {
+                break look;
+            }
         };
+        watcher.forget(job);
         chunk.succeeded = done.succeeded;
-        if done.failed > 0 {
-            client.errors(job).await?
-        } else {
-            JobErrors::default()
+        match done.errors {
+            Some(errors) => errors,
+            None if done.failed > 0 => client.errors(job).await?,
+            None => JobErrors::default(),
         }
     };
     if options.dry_run {
