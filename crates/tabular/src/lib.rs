@@ -54,7 +54,7 @@ enum Segment {
 ///   "values": {"product_type": "physical"}}`. A column mapped to `null` is
 /// ignored; a column not named keeps its own name as its path; `values` are
 /// set on every record that leaves them empty.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     #[serde(default)]

@@ -3,12 +3,15 @@
 //! the consultant's loop of fixing the failed rows and importing them again.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cli::import::{self, Options, Summary};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, bulk, eventually, spawn_app};
+use api::ratelimit::ManualClock;
+
+use crate::helpers::{AppOptions, TestApp, bulk, eventually, scrape, spawn_app, spawn_app_with};
 
 /// A folder of its own for one test's files, removed after it.
 struct Folder(PathBuf);
@@ -363,4 +366,54 @@ async fn an_import_that_cannot_run_stops_before_sending_anything() {
     assert_eq!(app.count("migration_jobs").await, 0);
     assert_eq!(app.count("products").await, 0);
     assert!(!folder.0.join("good.errors.csv").exists());
+    assert!(
+        !folder.0.join("good.errors.csv.partial").exists(),
+        "an import stopped by an error leaves no partial errors file"
+    );
+}
+
+#[tokio::test]
+async fn an_import_keeps_to_a_test_keys_rate_limit() {
+    let clock = Arc::new(ManualClock::new(Duration::from_secs(1_800_000_000)));
+    let app = spawn_app_with(AppOptions {
+        rate_limit_clock: Some(clock.clone()),
+        ..AppOptions::default()
+    })
+    .await;
+    // The limiter's clock follows real time: the key's real limits, 60 a
+    // minute and 10 a second.
+    let ticking = tokio::spawn(async move {
+        let mut last = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = tokio::time::Instant::now();
+            clock.advance(now - last);
+            last = now;
+        }
+    });
+    let folder = Folder::new();
+    let mut text = String::from("external_id,title,product_type\n");
+    for i in 0..24 {
+        text.push_str(&format!("P-{i},Product {i},service\n"));
+    }
+    let file = folder.write("products.csv", &text);
+    // One record a job and twelve jobs at once: a burst over 10 a second.
+    let mut opts = options(&app, "products", &file);
+    opts.batch_size = 1;
+    opts.parallel = 12;
+    let summary = run(&opts).await.expect("the import");
+    ticking.abort();
+    assert_eq!((summary.succeeded, summary.failed), (24, 0), "{summary:?}");
+    assert_eq!(summary.jobs.len(), 24);
+    assert_eq!(app.count("products").await, 24);
+    let metrics = scrape(&app, &app.url("/metrics")).await;
+    let refused: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("arcus_http_requests_total{") && l.contains("status=\"429\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        refused > 0.0,
+        "the burst was refused in part, and the refused calls were made again"
+    );
 }

@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use super::Options;
 
-/// Attempts of one call before the import gives up on the API.
+/// Attempts of one call before the import gives up on an API that does not
+/// answer or answers 5xx.
 const ATTEMPTS: u32 = 8;
 
 pub struct Client {
@@ -278,6 +279,11 @@ impl Client {
                     }
                     if !transient || attempt >= ATTEMPTS {
                         bail!("{method} {url}: {}", refusal(status, &text));
+                    }
+                    // A 429 is the API alive and saying when: it does not
+                    // use up the attempts, which are for an API in trouble.
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        attempt -= 1;
                     }
                     headers
                         .get("retry-after")

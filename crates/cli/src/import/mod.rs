@@ -108,7 +108,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Summary> {
     // A first pass counts the records, for the progress bar and its ETA, and
     // refuses a malformed file before anything is sent.
     let total = {
-        let (file, mapping) = (options.file.clone(), clone_mapping(&mapping));
+        let (file, mapping) = (options.file.clone(), mapping.clone());
         tokio::task::spawn_blocking(move || {
             let mut n = 0_u64;
             source::read(&file, format, &mapping, |_| {
@@ -189,13 +189,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-fn clone_mapping(mapping: &Mapping) -> Mapping {
-    Mapping {
-        columns: mapping.columns.clone(),
-        values: mapping.values.clone(),
     }
 }
 

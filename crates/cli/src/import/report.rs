@@ -20,8 +20,20 @@ use super::source::{self, Format, Origin, Unit};
 pub struct ErrorsFile {
     path: PathBuf,
     partial: PathBuf,
-    out: Out,
+    /// `None` once finished.
+    out: Option<Out>,
     written: u64,
+}
+
+/// An import that stops on an error removes what it had written: its errors
+/// file would be incomplete. (A process killed outright leaves it, and the
+/// next run replaces it.)
+impl Drop for ErrorsFile {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
 }
 
 enum Out {
@@ -76,7 +88,7 @@ impl ErrorsFile {
         Ok(Self {
             path,
             partial,
-            out,
+            out: Some(out),
             written: 0,
         })
     }
@@ -90,7 +102,8 @@ impl ErrorsFile {
         for (at, error) in failures {
             let unit = &units[*at];
             self.written += 1;
-            match (&mut self.out, &unit.origin) {
+            let out = self.out.as_mut().expect("written before it is finished");
+            match (out, &unit.origin) {
                 (
                     Out::Csv {
                         writer,
@@ -137,8 +150,8 @@ impl ErrorsFile {
 
     /// Puts the file in place when records failed, and otherwise removes it
     /// and any errors file an earlier run left, which no longer holds.
-    pub fn finish(self) -> anyhow::Result<Option<PathBuf>> {
-        match self.out {
+    pub fn finish(mut self) -> anyhow::Result<Option<PathBuf>> {
+        match self.out.take().expect("finished once") {
             Out::Csv { mut writer, .. } => writer.flush()?,
             Out::Ndjson(mut out) => out.flush()?,
         }
@@ -152,6 +165,6 @@ impl ErrorsFile {
         }
         std::fs::rename(&self.partial, &self.path)
             .with_context(|| format!("writing {}", self.path.display()))?;
-        Ok(Some(self.path))
+        Ok(Some(self.path.clone()))
     }
 }
