@@ -490,18 +490,7 @@ async fn job_errors(
     )
     .await?
     .ok_or_else(|| no_such_job(job_id))?;
-    let next_cursor = if page.has_more {
-        page.errors.last().map(|e| e.index)
-    } else {
-        None
-    };
-    Ok(Json(json!({
-        "object": "list",
-        "data": page.errors,
-        "has_more": page.has_more,
-        "next_cursor": next_cursor,
-    }))
-    .into_response())
+    Ok(Json(super::list_page(&page.errors, page.has_more, |e| e.index)).into_response())
 }
 
 /// Every failed record of the job as a CSV row: its index, its fields in the
@@ -651,18 +640,7 @@ async fn list_jobs(
             ),
             ListError::Database(e) => e.into(),
         })?;
-    let next_cursor = if page.has_more {
-        page.jobs.last().map(|j| j.id)
-    } else {
-        None
-    };
-    Ok(Json(json!({
-        "object": "list",
-        "data": page.jobs,
-        "has_more": page.has_more,
-        "next_cursor": next_cursor,
-    }))
-    .into_response())
+    Ok(Json(super::list_page(&page.jobs, page.has_more, |j| j.id)).into_response())
 }
 
 fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {

@@ -10,6 +10,9 @@ pub mod webhooks;
 
 use std::collections::HashMap;
 
+use serde::Serialize;
+use serde_json::{Value, json};
+
 use crate::ApiError;
 
 /// The `limit` of a list: 1 to 100, 20 when absent.
@@ -27,6 +30,26 @@ pub(crate) fn limit(query: &HashMap<String, String>) -> Result<u32, ApiError> {
                 )
             }),
     }
+}
+
+/// A page of a list in the API's shape; with more to come, `next_cursor` is
+/// the last item's cursor, the `starting_after` of the next page.
+pub(crate) fn list_page<T: Serialize, C: Serialize>(
+    data: &[T],
+    has_more: bool,
+    cursor: impl Fn(&T) -> C,
+) -> Value {
+    let next_cursor = if has_more {
+        data.last().map(cursor)
+    } else {
+        None
+    };
+    json!({
+        "object": "list",
+        "data": data,
+        "has_more": has_more,
+        "next_cursor": next_cursor,
+    })
 }
 
 /// Any path no route knows.

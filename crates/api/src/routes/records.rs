@@ -80,17 +80,7 @@ async fn list(
             ),
             ReadError::Database(e) => e.into(),
         })?;
-    let next_cursor = if page.has_more {
-        page.data.last().map(|r| r["id"].clone())
-    } else {
-        None
-    };
-    let mut body = json!({
-        "object": "list",
-        "data": page.data,
-        "has_more": page.has_more,
-        "next_cursor": next_cursor,
-    });
+    let mut body = super::list_page(&page.data, page.has_more, |r| r["id"].clone());
     if let Some(count) = page.total_count {
         body["total_count"] = json!(count);
     }

@@ -151,13 +151,7 @@ async fn list_endpoints(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     let endpoints = webhooks::list(&state.pool, principal.tenant()).await?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": endpoints,
-        "has_more": false,
-        "next_cursor": null,
-    }))
-    .into_response())
+    Ok(Json(super::list_page(&endpoints, false, |e| e.id)).into_response())
 }
 
 fn parse_endpoint_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -207,18 +201,7 @@ async fn list_deliveries(
     let page = webhooks::deliveries(&state.pool, principal.tenant(), id, limit, starting_after)
         .await?
         .ok_or_else(|| no_endpoint(id))?;
-    let next_cursor = if page.has_more {
-        page.deliveries.last().map(|d| d.id)
-    } else {
-        None
-    };
-    Ok(Json(json!({
-        "object": "list",
-        "data": page.deliveries,
-        "has_more": page.has_more,
-        "next_cursor": next_cursor,
-    }))
-    .into_response())
+    Ok(Json(super::list_page(&page.deliveries, page.has_more, |d| d.id)).into_response())
 }
 
 #[cfg(test)]

@@ -363,7 +363,19 @@ impl TestApp {
         path: &str,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.request(method, path);
+        self.send_as(&self.key, method, path, body).await
+    }
+
+    /// [`TestApp::send`] with another key: another entity's, the other
+    /// mode's, or one with fewer scopes.
+    pub async fn send_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(key);
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -19,19 +19,6 @@ fn errors_path(app: &TestApp, job_id: &str) -> String {
     format!("{}/errors", app.job_path(job_id))
 }
 
-/// A request with another key than the app's; the status and the JSON answer.
-async fn send_as(app: &TestApp, key: &str, method: Method, path: &str) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
-}
-
 #[tokio::test]
 async fn errors_are_paged_in_index_order() {
     let app = spawn_app().await;
@@ -131,13 +118,14 @@ async fn bad_error_requests_are_refused_in_the_envelope() {
     }
     // Another entity's key sees no such job, on its own path.
     let (other, other_key) = app.other_entity().await;
-    let (status, body) = send_as(
-        &app,
-        &other_key,
-        Method::GET,
-        &format!("/v1/entities/{other}/migration/jobs/{id}/errors?format=csv"),
-    )
-    .await;
+    let (status, body) = app
+        .send_as(
+            &other_key,
+            Method::GET,
+            &format!("/v1/entities/{other}/migration/jobs/{id}/errors?format=csv"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, body["code"].clone()),
         (StatusCode::NOT_FOUND, json!("not_found"))
@@ -146,7 +134,9 @@ async fn bad_error_requests_are_refused_in_the_envelope() {
     let key = app
         .key_with(domain::Mode::Test, &["products:read", "migration:write"])
         .await;
-    let (status, body) = send_as(&app, &key, Method::GET, &errors_path(&app, id)).await;
+    let (status, body) = app
+        .send_as(&key, Method::GET, &errors_path(&app, id), None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["required"], "migration:read");
 }
@@ -362,7 +352,7 @@ async fn retry_refuses_unfinished_unknown_and_unauthorized() {
         (vec!["migration:read", "products:write"], "migration:write"),
     ] {
         let key = app.key_with(domain::Mode::Test, &scopes).await;
-        let (status, body) = send_as(&app, &key, Method::POST, &retry_path).await;
+        let (status, body) = app.send_as(&key, Method::POST, &retry_path, None).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body["code"], "insufficient_scope");
         assert_eq!(body["required"], required);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::ratelimit::ManualClock;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{AppOptions, TestApp, bulk, products, spawn_app, spawn_app_with};
@@ -22,18 +22,6 @@ fn new_key(app: &TestApp, scopes: &[&str]) -> auth::NewKey {
     }
 }
 
-async fn get_with(app: &TestApp, key: &str, path: &str) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
-}
-
 #[tokio::test]
 async fn an_expired_key_is_refused() {
     let app = spawn_app().await;
@@ -41,13 +29,13 @@ async fn an_expired_key_is_refused() {
     new.expires_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
     let key = app.issue(new).await;
     let jobs = format!("/v1/entities/{}/migration/jobs", app.entity_id);
-    assert_eq!(get_with(&app, &key.key, &jobs).await.0, 200);
+    assert_eq!(app.send_as(&key.key, Method::GET, &jobs, None).await.0, 200);
     sqlx::query("update api_keys set expires_at = now() - interval '1 second' where id = $1")
         .bind(key.id)
         .execute(&app.pool)
         .await
         .expect("expire");
-    let (status, error) = get_with(&app, &key.key, &jobs).await;
+    let (status, error) = app.send_as(&key.key, Method::GET, &jobs, None).await;
     assert_eq!(
         (status.as_u16(), error["code"].as_str()),
         (401, Some("api_key_expired"))
@@ -61,7 +49,7 @@ async fn an_ip_allowlist_admits_only_its_addresses() {
     let mut elsewhere = new_key(&app, &["migration:read"]);
     elsewhere.allowed_ips = vec!["10.0.0.0/8".to_owned(), "2001:db8::/32".to_owned()];
     let elsewhere = app.issue(elsewhere).await;
-    let (status, error) = get_with(&app, &elsewhere.key, &jobs).await;
+    let (status, error) = app.send_as(&elsewhere.key, Method::GET, &jobs, None).await;
     assert_eq!(
         (status.as_u16(), error["code"].as_str()),
         (403, Some("ip_not_allowlisted"))
@@ -71,7 +59,10 @@ async fn an_ip_allowlist_admits_only_its_addresses() {
     let mut here = new_key(&app, &["migration:read"]);
     here.allowed_ips = vec!["127.0.0.1".to_owned()];
     let here = app.issue(here).await;
-    assert_eq!(get_with(&app, &here.key, &jobs).await.0, 200);
+    assert_eq!(
+        app.send_as(&here.key, Method::GET, &jobs, None).await.0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -91,7 +82,7 @@ async fn the_other_modes_key_reads_nothing_of_this_mode() {
         ),
         format!("{entity}/products/{product}"),
     ] {
-        let (status, error) = get_with(&app, &live, &path).await;
+        let (status, error) = app.send_as(&live, Method::GET, &path, None).await;
         assert_eq!(
             (status.as_u16(), error["code"].as_str()),
             (404, Some("not_found")),
@@ -102,11 +93,18 @@ async fn the_other_modes_key_reads_nothing_of_this_mode() {
         format!("{entity}/migration/jobs"),
         format!("{entity}/products"),
     ] {
-        let (status, list) = get_with(&app, &live, &path).await;
+        let (status, list) = app.send_as(&live, Method::GET, &path, None).await;
         assert_eq!(status, 200);
         assert_eq!(list["data"], json!([]), "{path}");
     }
-    let (_, counts) = get_with(&app, &live, &format!("{entity}/reconciliation/counts")).await;
+    let (_, counts) = app
+        .send_as(
+            &live,
+            Method::GET,
+            &format!("{entity}/reconciliation/counts"),
+            None,
+        )
+        .await;
     assert_eq!(counts["totals"]["products"], 0);
 }
 
@@ -115,7 +113,10 @@ async fn the_database_holds_no_key_in_a_form_that_authenticates() {
     let app = spawn_app().await;
     let issued = app.issue(new_key(&app, &["migration:read"])).await;
     let jobs = format!("/v1/entities/{}/migration/jobs", app.entity_id);
-    assert_eq!(get_with(&app, &issued.key, &jobs).await.0, 200);
+    assert_eq!(
+        app.send_as(&issued.key, Method::GET, &jobs, None).await.0,
+        200
+    );
 
     let stored: Vec<String> = sqlx::query_scalar(
         "select unnest(array[id::text, lookup_id, prefix, key_hash, array_to_string(scopes, ','), tier])
@@ -137,7 +138,7 @@ async fn the_database_holds_no_key_in_a_form_that_authenticates() {
         .cloned()
         .chain([format!("{}{}", issued.prefix, &hash[..32]), hash.clone()]);
     for candidate in candidates {
-        let (status, error) = get_with(&app, &candidate, &jobs).await;
+        let (status, error) = app.send_as(&candidate, Method::GET, &jobs, None).await;
         assert_eq!(
             (status.as_u16(), error["code"].as_str()),
             (401, Some("invalid_api_key")),
@@ -187,7 +188,7 @@ async fn rate_limits_hold_with_headers_and_recover_on_the_clock() {
 
     // Another key of the same entity has its own budget.
     let other = app.key_with(domain::Mode::Test, &["migration:read"]).await;
-    assert_eq!(get_with(&app, &other, &jobs).await.0, 200);
+    assert_eq!(app.send_as(&other, Method::GET, &jobs, None).await.0, 200);
 
     clock.advance(Duration::from_secs(1));
     let response = app.request(Method::GET, &jobs).send().await.expect("sent");

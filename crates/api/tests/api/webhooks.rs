@@ -192,16 +192,15 @@ async fn deliveries_of(app: &TestApp, job_id: &str) -> Vec<(String, i32, Option<
 /// Submits with another key (another entity's, or the other mode's) and
 /// waits for the job to end, reading its status from the database.
 async fn import_with_key(app: &TestApp, key: &str, entity_id: Uuid, body: &Value) -> String {
-    let response = app
-        .client
-        .post(app.url(&format!("/v1/entities/{entity_id}/migration/products/bulk")))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let job: Value = response.json().await.expect("job");
+    let (status, job) = app
+        .send_as(
+            key,
+            Method::POST,
+            &format!("/v1/entities/{entity_id}/migration/products/bulk"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
     eventually("the job to end", || async {
         let status: String =
@@ -440,16 +439,9 @@ async fn endpoints_hear_only_their_entity_mode_and_event_types() {
         .await;
     assert_eq!(listed["data"].as_array().expect("data").len(), 2);
     for (key, entity) in [(&other_key, other_entity), (&live_key, app.entity_id)] {
-        let listed: Value = app
-            .client
-            .get(app.url(&endpoints_path(entity)))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let (_, listed) = app
+            .send_as(key, Method::GET, &endpoints_path(entity), None)
+            .await;
         assert_eq!(listed["data"], json!([]), "{listed}");
     }
 }
@@ -539,26 +531,19 @@ async fn the_endpoint_api_validates_input_and_shows_the_secret_once() {
 
     // Scopes: listing reads, registering and deleting write.
     let reader = app.key_with(domain::Mode::Test, &["migration:read"]).await;
-    let response = app
-        .client
-        .post(app.url(&path))
-        .bearer_auth(&reader)
-        .json(&json!({"url": "https://example.com/other"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let error: Value = response.json().await.expect("json");
+    let (status, error) = app
+        .send_as(
+            &reader,
+            Method::POST,
+            &path,
+            Some(&json!({"url": "https://example.com/other"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(error["code"], "insufficient_scope");
     assert_eq!(error["required"], "migration:write");
-    let response = app
-        .client
-        .get(app.url(&path))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = app.send_as(&reader, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK);
 
     // Another entity's key finds nothing by this endpoint's id on its own
     // path, nor does this entity's live key.
@@ -567,18 +552,15 @@ async fn the_endpoint_api_validates_input_and_shows_the_secret_once() {
     let live_key = app.key_with(domain::Mode::Live, ALL_SCOPES).await;
     for (key, entity) in [(&other_key, other_entity), (&live_key, app.entity_id)] {
         for (method, suffix) in [(Method::DELETE, ""), (Method::GET, "/deliveries")] {
-            let response = app
-                .client
-                .request(
+            let (status, error) = app
+                .send_as(
+                    key,
                     method,
-                    app.url(&format!("{}/{id}{suffix}", endpoints_path(entity))),
+                    &format!("{}/{id}{suffix}", endpoints_path(entity)),
+                    None,
                 )
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("sent");
-            assert_eq!(response.status(), StatusCode::NOT_FOUND);
-            let error: Value = response.json().await.expect("json");
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
             assert_eq!(error["code"], "not_found");
         }
     }

@@ -143,9 +143,11 @@ impl Watcher {
             Some("completed" | "partial" | "failed")
         );
         let failed = count("failed_records");
-        let errors = serde_json::from_value::<JobErrors>(job["errors"].clone())
-            .ok()
-            .filter(|errors| finished && errors.len() as u64 == failed);
+        // Only a finished job's errors are final; a running job's are not read.
+        let errors = finished
+            .then(|| serde_json::from_value::<JobErrors>(job["errors"].clone()).ok())
+            .flatten()
+            .filter(|errors| errors.len() as u64 == failed);
         if let Some(followed) = self.state().followed.get(&id) {
             followed.looks.send_replace(Look {
                 processed: count("processed_records"),
