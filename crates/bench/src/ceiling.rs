@@ -255,6 +255,15 @@ where
     Ok(())
 }
 
+/// The rows of the resource's table, of every entity.
+pub async fn rows(conn: &mut PgConnection, resource: records::Resource) -> anyhow::Result<u64> {
+    let count: i64 = sqlx::query_scalar(&format!("select count(*) from {}", resource.name()))
+        .fetch_one(conn)
+        .await
+        .context("counting rows")?;
+    Ok(u64::try_from(count)?)
+}
+
 /// Rows that differ between the entity the ceiling loaded and one the
 /// service loaded, as a multiset difference both ways, for the columns the
 /// two paths must agree on: everything but ids, timestamps and the entity.

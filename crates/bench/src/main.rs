@@ -1,25 +1,32 @@
 //! `arcus-bench`: how fast the real binaries load records, measured against
 //! what Postgres itself can do with the same records.
 //!
-//! In one run, on a fresh database and fresh queues of the machine's Postgres
-//! and RabbitMQ:
+//! In one run, on the machine's Postgres and RabbitMQ, as a new customer's
+//! first migration meets them (no statistics: the bench never analyzes, and
+//! autovacuum may be off or behind):
 //!
-//! 1. the ceiling: N products, and N orders of five lines, loaded straight into
-//!    the service's tables by COPY and one `INSERT ... SELECT` per table;
-//! 2. end to end: the same records submitted through the API in jobs of 1,000,
-//!    a few in flight, until every job is terminal, with each worker count
-//!    asked for (each pass into an entity of its own, so that every pass
-//!    creates); every record must succeed, and the rows must equal the
-//!    ceiling's;
-//! 3. status reads: during one more products pass, `GET` job requests at a
+//! 1. end to end, on a fresh database and fresh queues: the records submitted
+//!    through the API in jobs of 1,000, a few in flight, until every job is
+//!    terminal, with each worker count asked for (each pass into an entity of
+//!    its own, so that every pass creates, and each after the first into a
+//!    database already holding the earlier passes' rows); every record must
+//!    succeed. Each pass also rates its first and its last tenth of jobs;
+//! 2. status reads: during one more products pass, `GET` job requests at a
 //!    steady rate, open-loop, and their latencies;
-//! 4. the peak resident memory of the API and of every worker.
+//! 3. a products pass with one worker into a new entity, once the database
+//!    holds every earlier pass's rows;
+//! 4. the ceiling, on a fresh database of its own: N products, and N orders
+//!    of five lines, loaded straight into the service's tables by COPY and one
+//!    `INSERT ... SELECT` per table;
+//! 5. the rows of every pass compared with the ceiling's, loaded once more
+//!    (untimed) into the end-to-end database;
+//! 6. the peak resident memory of the API and of every worker.
 //!
 //! It prints a table with the targets, and with `--json` writes the same as
 //! JSON. Exit status: 0 when every judged target was met (below 10,000
 //! records none is judged), 1 when one was missed, 2 when the bench itself
 //! failed or a record failed. Postgres and RabbitMQ are left running (the
-//! bench never restarts them); the processes, the database and the queues of
+//! bench never restarts them); the processes, the databases and the queues of
 //! the run are removed whatever happens.
 //!
 //! `cargo xtask bench` builds the release binaries and runs this.
@@ -75,10 +82,10 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<usize>,
     /// Status reads per second during the status-read pass (0: no such pass).
-    #[arg(long, default_value_t = 500.0)]
+    #[arg(long, default_value_t = 200.0)]
     rate: f64,
     /// Jobs submitted and not yet terminal at any time.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     in_flight: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
@@ -161,19 +168,28 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     // Named after the process, so that runs side by side do not meet.
-    let database = format!("arcus_bench_{}", std::process::id());
+    let databases = Databases {
+        end_to_end: format!("arcus_bench_{}", std::process::id()),
+        ceiling: format!("arcus_bench_{}_ceiling", std::process::id()),
+    };
     let prefix = format!("bench{}", std::process::id());
-    say!("database {database}, AMQP prefix {prefix}");
+    say!(
+        "databases {} and {}, AMQP prefix {prefix}",
+        databases.end_to_end,
+        databases.ceiling
+    );
     let outcome = tokio::select! {
-        outcome = bench(&args, &database, &prefix) => outcome,
+        outcome = bench(&args, &databases, &prefix) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     // The processes are gone by now: dropping them killed them.
     if let Err(e) = delete_topology(&args.amqp_url, &prefix).await {
         say!("could not delete the run's queues and exchanges: {e:#}");
     }
-    if let Err(e) = drop_database(&args.database_url, &database).await {
-        say!("could not drop database {database}: {e:#}");
+    for database in [&databases.end_to_end, &databases.ceiling] {
+        if let Err(e) = drop_database(&args.database_url, database).await {
+            say!("could not drop database {database}: {e:#}");
+        }
     }
     match outcome {
         Ok(report) => {
@@ -197,13 +213,19 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The run's two databases: the service's, and the ceiling's.
+struct Databases {
+    end_to_end: String,
+    ceiling: String,
+}
+
 /// The run: everything it starts lives in this future, and goes with it.
-async fn bench(args: &Args, database: &str, prefix: &str) -> anyhow::Result<Report> {
+async fn bench(args: &Args, databases: &Databases, prefix: &str) -> anyhow::Result<Report> {
     let size = args.size();
     // What the children will read: the bench passes its environment on, and
     // sets only addresses, names and the rate limit below.
     let service = settings::Settings::load().context("reading the service's settings")?;
-    let database_url = with_database(&args.database_url, database);
+    let database_url = with_database(&args.database_url, &databases.end_to_end);
     let common = vec![
         ("ARCUS__DATABASE__URL".to_owned(), database_url.clone()),
         ("ARCUS__AMQP__URL".to_owned(), args.amqp_url.clone()),
@@ -244,32 +266,25 @@ async fn bench(args: &Args, database: &str, prefix: &str) -> anyhow::Result<Repo
         .context("connecting to the bench's database")?;
 
     let mut runs = Vec::new();
-    let ceilings = measure_ceilings(&ctl, &mut conn, size, &mut runs).await?;
     let mut pass = Pass {
         args,
         ctl: &ctl,
         api_addr: &api_addr,
         conn: &mut conn,
-        ceilings,
+        loaded: Vec::new(),
     };
     let mut peak_rss = PeakRss::default();
     let mut status_reads = None;
     let most = *args.workers.last().expect("checked non-empty in main");
     for &count in &args.workers {
-        let workers = start_workers(args, &common, count).await?;
+        let workers = start_workers(args, &common, &format!("of-{count}"), count).await?;
         for resource in [Resource::Products, Resource::Orders] {
-            let (took, _) = pass.run(resource, count, None).await?;
-            runs.push(announce(Run::new(resource, Some(count), false, size, took)));
+            let (run, _) = pass.run(resource, count, None).await?;
+            runs.push(announce(run));
         }
         if count == most && args.rate > 0.0 {
-            let (took, reads) = pass.run(Resource::Products, count, Some(args.rate)).await?;
-            runs.push(announce(Run::new(
-                Resource::Products,
-                Some(count),
-                true,
-                size,
-                took,
-            )));
+            let (run, reads) = pass.run(Resource::Products, count, Some(args.rate)).await?;
+            runs.push(announce(run));
             status_reads = reads.map(|reads| StatusReads::new(args.rate, reads));
         }
         for worker in workers {
@@ -277,7 +292,49 @@ async fn bench(args: &Args, database: &str, prefix: &str) -> anyhow::Result<Repo
             peak_rss.workers.insert(name, worker.stop().await?);
         }
     }
+    // A new entity's first load, into a database that already holds every
+    // earlier pass's rows: it must go as fast as the first pass went into the
+    // empty one.
+    let workers = start_workers(args, &common, "new-entity", 1).await?;
+    let (run, _) = pass.run(Resource::Products, 1, None).await?;
+    runs.push(announce(run));
+    for worker in workers {
+        let name = worker.name.clone();
+        peak_rss.workers.insert(name, worker.stop().await?);
+    }
     peak_rss.api = api.stop().await?;
+    let loaded = std::mem::take(&mut pass.loaded);
+
+    // The ceiling on a database of its own, as fresh as the service's was.
+    let ceiling_url = with_database(&args.database_url, &databases.ceiling);
+    let ceiling_ctl = Ctl {
+        program: ctl.program.clone(),
+        env: with(&common, &[("ARCUS__DATABASE__URL", &ceiling_url)]),
+    };
+    ceiling_ctl.run(&["db", "migrate"]).await?;
+    let mut ceiling_conn = PgConnection::connect(&ceiling_url)
+        .await
+        .context("connecting to the ceiling's database")?;
+    measure_ceilings(&ceiling_ctl, &mut ceiling_conn, size, &mut runs).await?;
+    drop(ceiling_conn.close().await);
+
+    // The same rows once more beside the service's, untimed, so that every
+    // pass can be compared with them.
+    let reference = Reference::load(&ctl, &mut conn, size).await?;
+    for (resource, entity) in loaded {
+        let ceiling = match resource {
+            Resource::Products => reference.products,
+            Resource::Orders => reference.orders,
+        };
+        let differing = ceiling::differences(&mut conn, resource, ceiling, entity).await?;
+        ensure!(
+            differing == 0,
+            "{differing} {} rows (or lines, numbers, sequences) loaded by the service differ \
+             from the ceiling's: the comparison would not be fair",
+            resource.name()
+        );
+    }
+    say!("every pass's rows equal the ceiling's");
     drop(conn.close().await);
 
     let mut report = Report {
@@ -298,10 +355,21 @@ async fn bench(args: &Args, database: &str, prefix: &str) -> anyhow::Result<Repo
     Ok(report)
 }
 
-/// The entities the ceiling loaded, which every pass is compared with.
-struct Ceilings {
+/// The entities holding the ceiling's rows in the end-to-end database.
+struct Reference {
     products: Uuid,
     orders: Uuid,
+}
+
+impl Reference {
+    async fn load(ctl: &Ctl, conn: &mut PgConnection, size: usize) -> anyhow::Result<Self> {
+        let products = ctl.entity("Bench reference products").await?;
+        ceiling::load_products(conn, products, size).await?;
+        let orders = ctl.entity("Bench reference orders").await?;
+        ceiling::load_order_parents(conn, orders).await?;
+        ceiling::load_orders(conn, orders, size).await?;
+        Ok(Self { products, orders })
+    }
 }
 
 /// How many times a ceiling is loaded up to 100,000 records: a load of a
@@ -310,17 +378,17 @@ struct Ceilings {
 const CEILING_TRIES: usize = 3;
 
 /// Loads the ceiling's products and orders, each into entities of their own,
-/// and keeps the fastest load of each.
+/// and keeps the fastest load of each. Nothing is analyzed: the tables are as
+/// new to the planner as the service's were.
 async fn measure_ceilings(
     ctl: &Ctl,
     conn: &mut PgConnection,
     size: usize,
     runs: &mut Vec<Run>,
-) -> anyhow::Result<Ceilings> {
+) -> anyhow::Result<()> {
     let tries = if size <= 100_000 { CEILING_TRIES } else { 1 };
-    let mut ceilings = Vec::with_capacity(2);
     for resource in [Resource::Products, Resource::Orders] {
-        let mut fastest: Option<(std::time::Duration, Uuid)> = None;
+        let mut fastest: Option<Duration> = None;
         for _ in 0..tries {
             let entity = ctl
                 .entity(&format!("Bench ceiling {}", resource.name()))
@@ -332,26 +400,14 @@ async fn measure_ceilings(
                     ceiling::load_orders(conn, entity, size).await?
                 }
             };
-            if fastest.is_none_or(|(best, _)| took < best) {
-                fastest = Some((took, entity));
+            if fastest.is_none_or(|best| took < best) {
+                fastest = Some(took);
             }
         }
-        let (took, entity) = fastest.expect("at least one try");
-        runs.push(announce(Run::new(resource, None, false, size, took)));
-        ceilings.push(entity);
+        let took = fastest.expect("at least one try");
+        runs.push(announce(Run::ceiling(resource, size, took)));
     }
-    // Statistics, as autovacuum keeps them on a live database. The planner
-    // takes a never-analyzed table for nearly empty and plans the service's
-    // lookups for that (it slowed the end-to-end runs several times over):
-    // the bench measures the service, not a fresh database's first minute.
-    sqlx::query("analyze")
-        .execute(conn)
-        .await
-        .context("analyzing the bench's database")?;
-    Ok(Ceilings {
-        products: ceilings[0],
-        orders: ceilings[1],
-    })
+    Ok(())
 }
 
 /// Starts `count` workers, each with its probe on a port of its own, and
@@ -359,12 +415,13 @@ async fn measure_ceilings(
 async fn start_workers(
     args: &Args,
     common: &[(String, String)],
+    group: &str,
     count: usize,
 ) -> anyhow::Result<Vec<Process>> {
     let mut workers = Vec::new();
     for i in 1..=count {
         let probe = format!("127.0.0.1:{}", free_port()?);
-        let name = format!("worker-{i}-of-{count}");
+        let name = format!("worker-{i}-{group}");
         let mut worker = Process::start(
             &name,
             &args.bin_dir.join("arcus-worker"),
@@ -385,14 +442,17 @@ async fn start_workers(
 }
 
 fn announce(run: Run) -> Run {
-    let what = match run.workers {
-        None => "ceiling".to_owned(),
-        Some(w) if run.under_reads => format!("{w} worker(s), under status reads"),
-        Some(w) => format!("{w} worker(s)"),
+    let tenths = match (run.first_tenth_per_sec, run.last_tenth_per_sec) {
+        (Some(first), Some(last)) => {
+            format!(" (first tenth {first:.0}/s, last tenth {last:.0}/s)")
+        }
+        _ => String::new(),
     };
     say!(
-        "{} {what}: {} records in {:.2} s, {:.0} records/s",
+        "{} {}, {} rows before: {} records in {:.2} s, {:.0} records/s{tenths}",
         run.resource.name(),
+        run.label(),
+        run.rows_before,
         run.records,
         run.secs,
         run.records_per_sec
@@ -406,31 +466,28 @@ struct Pass<'a> {
     ctl: &'a Ctl,
     api_addr: &'a str,
     conn: &'a mut PgConnection,
-    ceilings: Ceilings,
+    /// The entity each pass loaded, to be compared with the ceiling's rows.
+    loaded: Vec<(Resource, Uuid)>,
 }
 
 impl Pass<'_> {
     /// Loads the records of `resource` into a fresh entity through the API,
-    /// with status reads at `read_rate` meanwhile if given; checks the rows
-    /// equal the ceiling's.
+    /// with status reads at `read_rate` meanwhile if given.
     async fn run(
         &mut self,
         resource: Resource,
         workers: usize,
         read_rate: Option<f64>,
-    ) -> anyhow::Result<(Duration, Option<reads::Reads>)> {
+    ) -> anyhow::Result<(Run, Option<reads::Reads>)> {
         let entity = self
             .ctl
             .entity(&format!("Bench {} {workers} workers", resource.name()))
             .await?;
         let key = self.ctl.key(entity).await?;
-        let ceiling = match resource {
-            Resource::Products => self.ceilings.products,
-            Resource::Orders => {
-                ceiling::load_order_parents(self.conn, entity).await?;
-                self.ceilings.orders
-            }
-        };
+        if resource == Resource::Orders {
+            ceiling::load_order_parents(self.conn, entity).await?;
+        }
+        let rows_before = ceiling::rows(self.conn, resource).await?;
         let api = Arc::new(Api::new(self.api_addr, entity, &key)?);
         let accepted = Accepted::default();
         let readers = match read_rate {
@@ -458,15 +515,16 @@ impl Pass<'_> {
             }
             None => None,
         };
-        let took = loaded?;
-        let differing = ceiling::differences(self.conn, resource, ceiling, entity).await?;
-        ensure!(
-            differing == 0,
-            "{differing} {} rows (or lines, numbers, sequences) loaded by the service differ \
-             from the ceiling's: the comparison would not be fair",
-            resource.name()
+        self.loaded.push((resource, entity));
+        let run = Run::end_to_end(
+            resource,
+            workers,
+            read_rate.is_some(),
+            rows_before,
+            self.args.size(),
+            loaded?,
         );
-        Ok((took, reads))
+        Ok((run, reads))
     }
 }
 

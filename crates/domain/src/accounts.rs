@@ -173,7 +173,7 @@ async fn write_accounts(
              from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::numeric[])
                  as u (id, name, account_type, email, phone, credit_limit)
-             where a.id = u.id",
+             where a.id = u.id and a.id = any($1)",
         )
         .bind(&ids)
         .bind(column(&updated, |r| r.input.name.as_str()))

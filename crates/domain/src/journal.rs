@@ -203,7 +203,7 @@ impl<'a> Batch<'a> {
                      bypassed_period_check = u.bypassed, updated_at = now()
                  from unnest($1::uuid[], $2::date[], $3::text[], $4::bool[])
                      as u (id, entry_date, description, bypassed)
-                 where e.id = u.id",
+                 where e.id = u.id and e.id = any($1)",
             )
             .bind(&ids)
             .bind(column(&updated, |r| r.input.entry_date))

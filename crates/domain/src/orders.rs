@@ -199,7 +199,7 @@ impl<'a> Batch<'a> {
                              $6::numeric[], $7::numeric[])
                      as u (id, document_type, account_id, order_date, notes, subtotal,
                            balance_due)
-                 where o.id = u.id",
+                 where o.id = u.id and o.id = any($1)",
             )
             .bind(&ids)
             .bind(column(&updated, |r| r.input.document_type.as_str()))

@@ -291,7 +291,7 @@ impl<'a> Bills<'a> {
                              $6::text[], $7::numeric[])
                      as u (id, vendor_id, bill_date, due_date, vendor_invoice_number, notes,
                            bill_total)
-                 where b.id = u.id",
+                 where b.id = u.id and b.id = any($1)",
             )
             .bind(&ids)
             .bind(column(&updated, |r| r.derived.vendor_id))
@@ -568,38 +568,51 @@ async fn apply(
     .execute(&mut *conn)
     .await?;
     let (ids, amounts): (Vec<Uuid>, Vec<Decimal>) = applied.into_iter().unzip();
-    sqlx::query(
-        "update vendor_bills b
-         set amount_paid = b.amount_paid + a.amount, balance_due = b.balance_due - a.amount,
-             updated_at = now()
-         from unnest($1::uuid[], $2::numeric[]) as a (id, amount)
-         where b.id = a.id",
-    )
-    .bind(&ids)
-    .bind(&amounts)
-    .execute(conn)
-    .await?;
+    pay_bills(conn, &ids, &amounts).await?;
     Ok(())
 }
 
 /// Takes a payment's applications off its bills, before they are replaced.
 async fn unapply(conn: &mut PgConnection, payment_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update vendor_bills b
-         set amount_paid = b.amount_paid - a.amount, balance_due = b.balance_due + a.amount,
-             updated_at = now()
-         from (select bill_id, sum(amount) as amount from ap_payment_applications
-               where payment_id = $1 group by bill_id) a
-         where b.id = a.bill_id",
+    let applied: Vec<(Uuid, Decimal)> = sqlx::query_as(
+        "select bill_id, sum(amount) from ap_payment_applications
+         where payment_id = $1 group by bill_id order by bill_id",
     )
     .bind(payment_id)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let (ids, amounts): (Vec<Uuid>, Vec<Decimal>) =
+        applied.into_iter().map(|(id, amount)| (id, -amount)).unzip();
+    pay_bills(conn, &ids, &amounts).await?;
     sqlx::query("delete from ap_payment_applications where payment_id = $1")
         .bind(payment_id)
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// Moves `amounts` (negative to take a payment back) from the balance due to
+/// the amount paid of the bills `ids`.
+async fn pay_bills(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    amounts: &[Decimal],
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "update vendor_bills b
+         set amount_paid = b.amount_paid + a.amount, balance_due = b.balance_due - a.amount,
+             updated_at = now()
+         from unnest($1::uuid[], $2::numeric[]) as a (id, amount)
+         where b.id = a.id and b.id = any($1)",
+    )
+    .bind(ids)
+    .bind(amounts)
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// The AP-payment resource, as the import loop sees it.
@@ -668,15 +681,15 @@ impl RecordByRecord for ApPayments {
     ) -> Result<(), HandlerError> {
         let vendor_id = resolve_vendor(conn, ctx, &input.vendor).await?;
         unapply(conn, id).await?;
+        // `id` is the tenant's: the provenance look-up found it. By the
+        // primary key alone, the update can use no other index.
         sqlx::query(
             "update ap_payments
-             set vendor_id = $4, payment_date = $5, amount = $6, method = $7, reference = $8,
+             set vendor_id = $2, payment_date = $3, amount = $4, method = $5, reference = $6,
                  updated_at = now()
-             where id = $1 and entity_id = $2 and mode = $3",
+             where id = $1",
         )
         .bind(id)
-        .bind(ctx.tenant.entity_id)
-        .bind(ctx.tenant.mode.as_str())
         .bind(vendor_id)
         .bind(input.payment_date)
         .bind(input.amount)

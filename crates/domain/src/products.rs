@@ -244,7 +244,7 @@ impl<'a> Batch<'a> {
             .into_iter()
             .map(|(key, id)| (key, Some(id)))
             .collect();
-        let wanted: Vec<&str> = items
+        let mut wanted: Vec<&str> = items
             .iter()
             .flat_map(|i| {
                 let input = &i.input;
@@ -255,12 +255,20 @@ impl<'a> Batch<'a> {
             })
             .map(String::as_str)
             .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        // Each sku sought on its own in the sku index (`import::plan_without_statistics`).
         let holders: Vec<(String, Uuid, Uuid)> = if wanted.is_empty() {
             Vec::new()
         } else {
             sqlx::query_as(
-                "select sku, id, coalesce(parent_product_id, id) from products
-                 where entity_id = $1 and mode = $2 and sku = any($3)",
+                "select k.sku, p.id, p.product
+                 from unnest($3::text[]) as k (sku)
+                 cross join lateral (
+                     select id, coalesce(parent_product_id, id) as product from products
+                     where entity_id = $1 and mode = $2 and sku = k.sku
+                     offset 0
+                 ) as p",
             )
             .bind(ctx.tenant.entity_id)
             .bind(ctx.tenant.mode.as_str())
@@ -512,7 +520,7 @@ impl<'a> Batch<'a> {
                  from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                              $6::numeric[], $7::numeric[])
                      as u (id, title, product_type, sku, description, list_price, cost)
-                 where p.id = u.id",
+                 where p.id = u.id and p.id = any($1)",
             )
             .bind(&ids)
             .bind(

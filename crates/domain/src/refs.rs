@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::Tenant;
 use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID, MISSING};
-use crate::import::WriteContext;
+use crate::import::{WriteContext, provenance_scope};
 
 pub const REFERENCE_NOT_FOUND: &str = "reference_not_found";
 
@@ -132,11 +132,26 @@ where
             return Ok(index);
         }
         let ids: Vec<Uuid> = ids.into_iter().collect();
-        let externals: Vec<&str> = externals.into_iter().collect();
+        let mut externals: Vec<&str> = externals.into_iter().collect();
+        externals.sort_unstable();
+        // By id in the primary key alone, the tenant checked outside the
+        // fence; by external id one key at a time in the provenance index
+        // (`import::plan_without_statistics`).
         let rows: Vec<(Uuid, Option<String>, Option<String>, T)> = sqlx::query_as(&format!(
-            "select id, external_source, external_id, {extra} from {table}
-             where entity_id = $1 and mode = $2
-               and (id = any($3) or (external_source = $4 and external_id = any($5)))"
+            "select r.id, r.external_source, r.external_id, r.extra
+             from (select id, entity_id, mode, external_source, external_id, {extra} as extra
+                   from {table} where id = any($3) offset 0) as r
+             where r.entity_id = $1 and r.mode = $2
+             union all
+             select r.id, $4::text, k.external_id, r.extra
+             from unnest($5::text[]) as k (external_id)
+             cross join lateral (
+                 select id, {extra} as extra from {table}
+                 where entity_id = $1 and mode = $2 and external_source = $4
+                   and external_id = k.external_id{scope}
+                 offset 0
+             ) as r",
+            scope = provenance_scope(table)
         ))
         .bind(ctx.tenant.entity_id)
         .bind(ctx.tenant.mode.as_str())
@@ -277,14 +292,28 @@ impl GlIndex {
         if ids.is_empty() && numbers.is_empty() {
             return Ok(index);
         }
+        let mut numbers: Vec<&str> = numbers.into_iter().collect();
+        numbers.sort_unstable();
+        // By id in the primary key alone, by number one at a time in the
+        // chart's number key (`import::plan_without_statistics`).
         let rows: Vec<GlRow> = sqlx::query_as(
-            "select id, account_number, is_header, is_active from gl_accounts
-             where entity_id = $1 and mode = $2 and (id = any($3) or account_number = any($4))",
+            "select g.id, g.account_number, g.is_header, g.is_active
+             from (select id, entity_id, mode, account_number, is_header, is_active
+                   from gl_accounts where id = any($3) offset 0) as g
+             where g.entity_id = $1 and g.mode = $2
+             union all
+             select g.id, g.account_number, g.is_header, g.is_active
+             from unnest($4::text[]) as k (account_number)
+             cross join lateral (
+                 select id, account_number, is_header, is_active from gl_accounts
+                 where entity_id = $1 and mode = $2 and account_number = k.account_number
+                 offset 0
+             ) as g",
         )
         .bind(tenant.entity_id)
         .bind(tenant.mode.as_str())
         .bind(ids.into_iter().collect::<Vec<_>>())
-        .bind(numbers.into_iter().collect::<Vec<_>>())
+        .bind(&numbers)
         .fetch_all(&mut *conn)
         .await?;
         for row in rows {

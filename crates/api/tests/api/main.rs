@@ -13,6 +13,7 @@ mod importer;
 mod job_errors;
 mod jobs;
 mod operations;
+mod plans;
 mod products;
 mod reconciliation;
 mod records;
