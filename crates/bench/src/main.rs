@@ -11,10 +11,12 @@
 //!    its own, so that every pass creates, and each after the first into a
 //!    database already holding the earlier passes' rows); every record must
 //!    succeed. Each pass also rates its first and its last tenth of jobs;
-//! 2. status reads: during one more products pass, `GET` job requests at a
-//!    steady rate, open-loop, and their latencies;
-//! 3. a products pass with one worker into a new entity, once the database
-//!    holds every earlier pass's rows;
+//! 2. status reads: during one more pass (of orders, or of the last resource
+//!    asked for), `GET` job requests at a steady rate, open-loop, and their
+//!    latencies;
+//! 3. a pass of products (or of the first resource asked for) with one
+//!    worker into a new entity, once the database holds every earlier pass's
+//!    rows;
 //! 4. the ceiling, on a fresh database of its own: N products, and N orders
 //!    of five lines, loaded straight into the service's tables by COPY and one
 //!    `INSERT ... SELECT` per table;
@@ -58,7 +60,7 @@ use crate::api::Api;
 use crate::e2e::Accepted;
 use crate::processes::Process;
 use crate::records::Resource;
-use crate::report::{PeakRss, Report, Run, ServiceSettings, StatusReads};
+use crate::report::{CpuSpent, PeakRss, Report, Run, ServiceSettings, StatusReads};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,11 +83,14 @@ struct Args {
     /// Worker counts to measure, one end-to-end pass per resource each.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<usize>,
+    /// The resources to load.
+    #[arg(long, value_delimiter = ',', default_value = "products,orders")]
+    resources: Vec<Resource>,
     /// Status reads per second during the status-read pass (0: no such pass).
     #[arg(long, default_value_t = 200.0)]
     rate: f64,
     /// Jobs submitted and not yet terminal at any time.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     in_flight: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
@@ -161,9 +166,21 @@ async fn main() -> ExitCode {
     let mut args = Args::parse();
     args.workers.sort_unstable();
     args.workers.dedup();
-    if args.workers.is_empty() || args.workers[0] == 0 || args.size() == 0 || args.rate < 0.0 {
+    let mut named = Vec::new();
+    args.resources.retain(|r| {
+        let first = !named.contains(r);
+        named.push(*r);
+        first
+    });
+    if args.workers.is_empty()
+        || args.workers[0] == 0
+        || args.resources.is_empty()
+        || args.size() == 0
+        || args.rate < 0.0
+    {
         eprintln!(
-            "arcus-bench: --workers needs counts of 1 or more, --size 1 or more, --rate 0 or more"
+            "arcus-bench: --workers needs counts of 1 or more, --resources one or more, \
+             --size 1 or more, --rate 0 or more"
         );
         return ExitCode::from(2);
     }
@@ -270,20 +287,27 @@ async fn bench(args: &Args, databases: &Databases, prefix: &str) -> anyhow::Resu
         args,
         ctl: &ctl,
         api_addr: &api_addr,
+        api_pid: api.pid(),
         conn: &mut conn,
         loaded: Vec::new(),
     };
     let mut peak_rss = PeakRss::default();
     let mut status_reads = None;
     let most = *args.workers.last().expect("checked non-empty in main");
+    // The new entity's pass loads the first resource asked for (products,
+    // unless told otherwise); the status reads run during a pass of the last
+    // one (orders), the longest, so that their tail rests on thousands of
+    // reads.
+    let first = *args.resources.first().expect("checked non-empty in main");
+    let last = *args.resources.last().expect("checked non-empty in main");
     for &count in &args.workers {
         let workers = start_workers(args, &common, &format!("of-{count}"), count).await?;
-        for resource in [Resource::Products, Resource::Orders] {
-            let (run, _) = pass.run(resource, count, None).await?;
+        for &resource in &args.resources {
+            let (run, _) = pass.run(resource, &workers, None).await?;
             runs.push(announce(run));
         }
         if count == most && args.rate > 0.0 {
-            let (run, reads) = pass.run(Resource::Products, count, Some(args.rate)).await?;
+            let (run, reads) = pass.run(last, &workers, Some(args.rate)).await?;
             runs.push(announce(run));
             status_reads = reads.map(|reads| StatusReads::new(args.rate, reads));
         }
@@ -296,7 +320,7 @@ async fn bench(args: &Args, databases: &Databases, prefix: &str) -> anyhow::Resu
     // earlier pass's rows: it must go as fast as the first pass went into the
     // empty one.
     let workers = start_workers(args, &common, "new-entity", 1).await?;
-    let (run, _) = pass.run(Resource::Products, 1, None).await?;
+    let (run, _) = pass.run(first, &workers, None).await?;
     runs.push(announce(run));
     for worker in workers {
         let name = worker.name.clone();
@@ -315,18 +339,32 @@ async fn bench(args: &Args, databases: &Databases, prefix: &str) -> anyhow::Resu
     let mut ceiling_conn = PgConnection::connect(&ceiling_url)
         .await
         .context("connecting to the ceiling's database")?;
-    measure_ceilings(&ceiling_ctl, &mut ceiling_conn, size, &mut runs).await?;
+    measure_ceilings(
+        &ceiling_ctl,
+        &mut ceiling_conn,
+        &args.resources,
+        size,
+        &mut runs,
+    )
+    .await?;
     drop(ceiling_conn.close().await);
 
     // The same rows once more beside the service's, untimed, so that every
     // pass can be compared with them.
-    let reference = Reference::load(&ctl, &mut conn, size).await?;
+    let mut reference = Vec::new();
+    for &resource in &args.resources {
+        let entity = ctl
+            .entity(&format!("Bench reference {}", resource.name()))
+            .await?;
+        load_ceiling(&mut conn, resource, entity, size).await?;
+        reference.push((resource, entity));
+    }
     for (resource, entity) in loaded {
-        let ceiling = match resource {
-            Resource::Products => reference.products,
-            Resource::Orders => reference.orders,
-        };
-        let differing = ceiling::differences(&mut conn, resource, ceiling, entity).await?;
+        let (_, ceiling) = reference
+            .iter()
+            .find(|(r, _)| *r == resource)
+            .context("every resource loaded has its reference")?;
+        let differing = ceiling::differences(&mut conn, resource, *ceiling, entity).await?;
         ensure!(
             differing == 0,
             "{differing} {} rows (or lines, numbers, sequences) loaded by the service differ \
@@ -355,20 +393,20 @@ async fn bench(args: &Args, databases: &Databases, prefix: &str) -> anyhow::Resu
     Ok(report)
 }
 
-/// The entities holding the ceiling's rows in the end-to-end database.
-struct Reference {
-    products: Uuid,
-    orders: Uuid,
-}
-
-impl Reference {
-    async fn load(ctl: &Ctl, conn: &mut PgConnection, size: usize) -> anyhow::Result<Self> {
-        let products = ctl.entity("Bench reference products").await?;
-        ceiling::load_products(conn, products, size).await?;
-        let orders = ctl.entity("Bench reference orders").await?;
-        ceiling::load_order_parents(conn, orders).await?;
-        ceiling::load_orders(conn, orders, size).await?;
-        Ok(Self { products, orders })
+/// Loads the ceiling's records of `resource` into `entity` (orders with the
+/// customers and products they name); the time of the records' own load.
+async fn load_ceiling(
+    conn: &mut PgConnection,
+    resource: Resource,
+    entity: Uuid,
+    size: usize,
+) -> anyhow::Result<Duration> {
+    match resource {
+        Resource::Products => ceiling::load_products(conn, entity, size).await,
+        Resource::Orders => {
+            ceiling::load_order_parents(conn, entity).await?;
+            ceiling::load_orders(conn, entity, size).await
+        }
     }
 }
 
@@ -383,29 +421,26 @@ const CEILING_TRIES: usize = 3;
 async fn measure_ceilings(
     ctl: &Ctl,
     conn: &mut PgConnection,
+    resources: &[Resource],
     size: usize,
     runs: &mut Vec<Run>,
 ) -> anyhow::Result<()> {
     let tries = if size <= 100_000 { CEILING_TRIES } else { 1 };
-    for resource in [Resource::Products, Resource::Orders] {
-        let mut fastest: Option<Duration> = None;
+    for &resource in resources {
+        let mut fastest: Option<(Duration, CpuSpent)> = None;
         for _ in 0..tries {
             let entity = ctl
                 .entity(&format!("Bench ceiling {}", resource.name()))
                 .await?;
-            let took = match resource {
-                Resource::Products => ceiling::load_products(conn, entity, size).await?,
-                Resource::Orders => {
-                    ceiling::load_order_parents(conn, entity).await?;
-                    ceiling::load_orders(conn, entity, size).await?
-                }
-            };
-            if fastest.is_none_or(|best| took < best) {
-                fastest = Some(took);
+            let before = cpu_now(&[]);
+            let took = load_ceiling(conn, resource, entity, size).await?;
+            let cpu = cpu_now(&[]).since(before);
+            if fastest.is_none_or(|(best, _)| took < best) {
+                fastest = Some((took, cpu));
             }
         }
-        let took = fastest.expect("at least one try");
-        runs.push(announce(Run::ceiling(resource, size, took)));
+        let (took, cpu) = fastest.expect("at least one try");
+        runs.push(announce(Run::ceiling(resource, size, took, cpu)));
     }
     Ok(())
 }
@@ -465,6 +500,7 @@ struct Pass<'a> {
     args: &'a Args,
     ctl: &'a Ctl,
     api_addr: &'a str,
+    api_pid: u32,
     conn: &'a mut PgConnection,
     /// The entity each pass loaded, to be compared with the ceiling's rows.
     loaded: Vec<(Resource, Uuid)>,
@@ -476,13 +512,20 @@ impl Pass<'_> {
     async fn run(
         &mut self,
         resource: Resource,
-        workers: usize,
+        workers: &[Process],
         read_rate: Option<f64>,
     ) -> anyhow::Result<(Run, Option<reads::Reads>)> {
         let entity = self
             .ctl
-            .entity(&format!("Bench {} {workers} workers", resource.name()))
+            .entity(&format!(
+                "Bench {} {} workers",
+                resource.name(),
+                workers.len()
+            ))
             .await?;
+        let service: Vec<u32> = std::iter::once(self.api_pid)
+            .chain(workers.iter().map(Process::pid))
+            .collect();
         let key = self.ctl.key(entity).await?;
         if resource == Resource::Orders {
             ceiling::load_order_parents(self.conn, entity).await?;
@@ -499,6 +542,7 @@ impl Pass<'_> {
             }
             None => None,
         };
+        let before = cpu_now(&service);
         let loaded = e2e::run(
             api,
             resource,
@@ -507,6 +551,7 @@ impl Pass<'_> {
             accepted,
         )
         .await;
+        let cpu = cpu_now(&service).since(before);
         // The readers stop with the import, whatever became of it.
         let reads = match readers {
             Some((stop, task)) => {
@@ -518,13 +563,27 @@ impl Pass<'_> {
         self.loaded.push((resource, entity));
         let run = Run::end_to_end(
             resource,
-            workers,
+            workers.len(),
             read_rate.is_some(),
             rows_before,
             self.args.size(),
             loaded?,
+            cpu,
         );
         Ok((run, reads))
+    }
+}
+
+/// The CPU seconds used so far by the `service` processes and by Postgres.
+fn cpu_now(service: &[u32]) -> CpuSpent {
+    CpuSpent {
+        service: (!service.is_empty()).then(|| {
+            service
+                .iter()
+                .filter_map(|&pid| processes::cpu_seconds(pid))
+                .sum()
+        }),
+        postgres: processes::postgres_cpu_seconds(),
     }
 }
 

@@ -81,6 +81,10 @@ impl Process {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The most memory the process has held resident so far (`VmHWM`, which
     /// the kernel keeps as a high-water mark: one read at the end sees the
     /// peak, however short it was), in MB.
@@ -104,6 +108,58 @@ impl Process {
     }
 }
 
+/// The clock ticks of `/proc/<pid>/stat`: Linux reports CPU time in units of
+/// USER_HZ, which is 100 on every architecture the service is built for.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// CPU seconds a process has used, and those of its children it has reaped,
+/// from `/proc/<pid>/stat`; `None` once it is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_of_stat(&stat).map(|(_, ticks)| ticks as f64 / TICKS_PER_SEC)
+}
+
+/// CPU seconds used so far by every process named `postgres` (the server,
+/// its backends, and, through the server's reaped children, the backends
+/// that have exited): what the database has spent.
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let ticks: u64 = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|stat| cpu_of_stat(&stat))
+        .filter(|(comm, _)| comm == "postgres")
+        .map(|(_, ticks)| ticks)
+        .sum();
+    ticks as f64 / TICKS_PER_SEC
+}
+
+/// The command name and the CPU ticks (user and system, its own and its
+/// reaped children's) of a `/proc/<pid>/stat` line. The name is between the
+/// first `(` and the last `)`, and may hold spaces.
+fn cpu_of_stat(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    // After the name: state (field 3) ... utime (14), stime (15), cutime
+    // (16), cstime (17).
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let ticks = fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum::<Option<u64>>()?;
+    Some((comm, ticks))
+}
+
 /// The `VmHWM:  123456 kB` line of `/proc/<pid>/status`, in kB.
 fn vm_hwm_kb(status: &str) -> Option<u64> {
     status
@@ -116,6 +172,13 @@ fn vm_hwm_kb(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_after_a_name_with_spaces() {
+        let stat = "4242 (tokio rt) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 9 0";
+        assert_eq!(cpu_of_stat(stat), Some(("tokio rt".to_owned(), 310)));
+        assert_eq!(cpu_of_stat("4242 (x) S 1"), None);
+    }
 
     #[test]
     fn the_high_water_mark_is_read_in_kb() {

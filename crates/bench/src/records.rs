@@ -22,7 +22,7 @@ pub const ORDER_CUSTOMERS: usize = 1_000;
 pub const ORDER_PRODUCTS: usize = 1_000;
 pub const LINES_PER_ORDER: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Resource {
     Products,

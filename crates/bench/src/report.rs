@@ -65,11 +65,36 @@ pub struct Run {
     pub last_tenth_per_sec: Option<f64>,
     /// This run's rate over the ceiling's, for end-to-end runs.
     pub of_ceiling: Option<f64>,
+    /// CPU time per record: of the API and the workers (end-to-end runs
+    /// only), and of Postgres. Less at the mercy of a shared machine than
+    /// the rates.
+    pub service_cpu_us_per_record: Option<f64>,
+    pub postgres_cpu_us_per_record: Option<f64>,
+    /// The ceiling's CPU per record over this run's (service and Postgres).
+    pub of_ceiling_cpu: Option<f64>,
+}
+
+/// CPU seconds spent during a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSpent {
+    /// The API and the workers; none for the ceiling.
+    pub service: Option<f64>,
+    pub postgres: f64,
+}
+
+impl CpuSpent {
+    /// What was spent since `before`.
+    pub fn since(self, before: CpuSpent) -> CpuSpent {
+        CpuSpent {
+            service: self.service.zip(before.service).map(|(a, b)| a - b),
+            postgres: self.postgres - before.postgres,
+        }
+    }
 }
 
 impl Run {
-    pub fn ceiling(resource: Resource, records: usize, elapsed: Duration) -> Self {
-        Self::new(resource, None, false, 0, records, elapsed)
+    pub fn ceiling(resource: Resource, records: usize, elapsed: Duration, cpu: CpuSpent) -> Self {
+        Self::new(resource, None, false, 0, records, elapsed, cpu)
     }
 
     pub fn end_to_end(
@@ -79,6 +104,7 @@ impl Run {
         rows_before: u64,
         records: usize,
         loaded: Loaded,
+        cpu: CpuSpent,
     ) -> Self {
         Self {
             first_tenth_per_sec: Some(loaded.first_tenth_per_sec),
@@ -90,6 +116,7 @@ impl Run {
                 rows_before,
                 records,
                 loaded.took,
+                cpu,
             )
         }
     }
@@ -101,8 +128,10 @@ impl Run {
         rows_before: u64,
         records: usize,
         elapsed: Duration,
+        cpu: CpuSpent,
     ) -> Self {
         let secs = elapsed.as_secs_f64();
+        let per_record = |s: f64| s * 1e6 / records as f64;
         Self {
             resource,
             workers,
@@ -111,11 +140,19 @@ impl Run {
             records,
             secs,
             records_per_sec: records as f64 / secs,
-            us_per_record: secs * 1e6 / records as f64,
+            us_per_record: per_record(secs),
             first_tenth_per_sec: None,
             last_tenth_per_sec: None,
             of_ceiling: None,
+            service_cpu_us_per_record: cpu.service.map(per_record),
+            postgres_cpu_us_per_record: Some(per_record(cpu.postgres)),
+            of_ceiling_cpu: None,
         }
+    }
+
+    /// CPU per record, all processes of the run together.
+    fn cpu_us_per_record(&self) -> Option<f64> {
+        Some(self.service_cpu_us_per_record.unwrap_or(0.0) + self.postgres_cpu_us_per_record?)
     }
 
     /// The last tenth's rate over the first tenth's.
@@ -210,9 +247,13 @@ impl Report {
     pub fn judge(&mut self) {
         for resource in [Resource::Products, Resource::Orders] {
             let ceiling = self.ceiling(resource);
+            let ceiling_cpu = ceiling.and_then(Run::cpu_us_per_record);
+            let ceiling_rate = ceiling.map(|c| c.records_per_sec);
             for run in self.runs.iter_mut() {
                 if run.resource == resource && run.workers.is_some() {
-                    run.of_ceiling = ceiling.map(|c| run.records_per_sec / c);
+                    run.of_ceiling = ceiling_rate.map(|c| run.records_per_sec / c);
+                    run.of_ceiling_cpu =
+                        ceiling_cpu.zip(run.cpu_us_per_record()).map(|(c, r)| c / r);
                 }
             }
         }
@@ -289,10 +330,7 @@ impl Report {
                 .filter(|_| self.size >= GROWTH_SIZE)
                 .map(|g| g >= 0.8),
             note: Some(if self.size < GROWTH_SIZE {
-                format!(
-                    "not judged below {} records",
-                    thousands(GROWTH_SIZE)
-                )
+                format!("not judged below {} records", thousands(GROWTH_SIZE))
             } else {
                 "the first run, on the fresh database".to_owned()
             }),
@@ -334,11 +372,10 @@ impl Report {
         self.targets = targets;
     }
 
-    fn ceiling(&self, resource: Resource) -> Option<f64> {
+    fn ceiling(&self, resource: Resource) -> Option<&Run> {
         self.runs
             .iter()
             .find(|r| r.resource == resource && r.workers.is_none())
-            .map(|r| r.records_per_sec)
     }
 
     /// The first end-to-end run of a resource, into a database holding none
@@ -379,7 +416,8 @@ impl Report {
             .runs
             .iter()
             .map(|r| {
-                let rate = |r: Option<f64>| r.map_or("-".to_owned(), |r| thousands(r.round() as usize));
+                let rate =
+                    |r: Option<f64>| r.map_or("-".to_owned(), |r| thousands(r.round() as usize));
                 vec![
                     r.resource.name().to_owned(),
                     r.label(),
@@ -391,6 +429,12 @@ impl Report {
                     rate(r.last_tenth_per_sec),
                     format!("{:.1}", r.us_per_record),
                     r.of_ceiling
+                        .map_or("-".to_owned(), |s| format!("{:.1} %", s * 100.0)),
+                    r.service_cpu_us_per_record
+                        .map_or("-".to_owned(), |c| format!("{c:.1}")),
+                    r.postgres_cpu_us_per_record
+                        .map_or("-".to_owned(), |c| format!("{c:.1}")),
+                    r.of_ceiling_cpu
                         .map_or("-".to_owned(), |s| format!("{:.1} %", s * 100.0)),
                 ]
             })
@@ -408,7 +452,10 @@ impl Report {
                     "first tenth/s",
                     "last tenth/s",
                     "µs/record",
-                    "of ceiling"
+                    "of ceiling",
+                    "CPU µs/record: service",
+                    "postgres",
+                    "of ceiling's CPU"
                 ],
                 &[Align::Left, Align::Left],
                 &rows
@@ -583,7 +630,15 @@ mod tests {
                 database_max_connections: 10,
             },
             runs: vec![
-                Run::ceiling(Resource::Products, 2_000, ms(10)),
+                Run::ceiling(
+                    Resource::Products,
+                    2_000,
+                    ms(10),
+                    CpuSpent {
+                        service: None,
+                        postgres: 0.02,
+                    },
+                ),
                 Run::end_to_end(
                     Resource::Products,
                     1,
@@ -594,6 +649,10 @@ mod tests {
                         took: ms(1_000),
                         first_tenth_per_sec: 2_500.0,
                         last_tenth_per_sec: 1_500.0,
+                    },
+                    CpuSpent {
+                        service: Some(0.06),
+                        postgres: 0.14,
                     },
                 ),
             ],
@@ -606,6 +665,10 @@ mod tests {
             .of_ceiling
             .expect("an end-to-end run has a share");
         assert!((share - 0.01).abs() < 1e-9, "{share}");
+        let cpu = report.runs[1]
+            .of_ceiling_cpu
+            .expect("and a share of the ceiling's CPU");
+        assert!((cpu - 0.1).abs() < 1e-9, "{cpu}");
         assert!(report.targets.iter().all(|t| t.met.is_none()));
         assert!(!report.missed());
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -300,9 +301,11 @@ pub async fn submit(
     .bind(job.retry_of)
     .fetch_one(&mut *tx)
     .await?;
+    // As text: Postgres stores it without parsing it, and the worker parses
+    // the chunk it loads (`stored_records`).
     sqlx::query("insert into migration_job_records (job_id, records) values ($1, $2)")
         .bind(id)
-        .bind(Json(job.records))
+        .bind(job.records.to_string())
         .execute(&mut *tx)
         .await?;
     enqueue(&mut tx, id, job.resource, job.request_id).await?;
@@ -402,13 +405,6 @@ struct ErrorRow {
     hint: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct FailedRow {
-    #[sqlx(flatten)]
-    error: ErrorRow,
-    record: Json<Value>,
-}
-
 impl ErrorRow {
     fn into_failure(self) -> RecordFailure {
         RecordFailure {
@@ -494,22 +490,27 @@ pub async fn failed_records(
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    // `records -> index` picks the one element out of the stored array, so
-    // only the failed records leave the database.
-    let rows: Vec<FailedRow> = sqlx::query_as(
-        "select e.job_id, e.index, e.external_id, e.message, e.code, e.param, e.hint,
-                coalesce(r.records -> e.index, 'null'::jsonb) as record
-         from migration_job_errors e join migration_job_records r using (job_id)
-         where e.job_id = $1 order by e.index",
-    )
-    .bind(job_id)
-    .fetch_all(pool)
-    .await?;
-    let failed = rows
+    let errors = errors_of(pool, &[row.id])
+        .await?
+        .remove(&row.id)
+        .unwrap_or_default();
+    let stored = if errors.is_empty() {
+        None
+    } else {
+        stored_records(pool, row.id).await?.ok()
+    };
+    // A record the stored array lacks (or an array that cannot be read) is
+    // shown as null, beside its error.
+    let failed = errors
         .into_iter()
-        .map(|row| FailedRecord {
-            failure: row.error.into_failure(),
-            record: row.record.0,
+        .map(|failure| {
+            let index = failure.index as usize;
+            let record = stored
+                .as_ref()
+                .and_then(|s| s.chunk(index, index + 1).ok())
+                .and_then(|mut one| one.pop())
+                .unwrap_or(Value::Null);
+            FailedRecord { failure, record }
         })
         .collect();
     Ok(Some((row.into_job(Vec::new()), failed)))
@@ -823,38 +824,53 @@ pub async fn sweep(
     .await
 }
 
-/// How many records a job holds as stored.
-pub async fn record_count(pool: &PgPool, id: Uuid) -> Result<usize, sqlx::Error> {
-    let count: i32 = sqlx::query_scalar(
-        "select jsonb_array_length(records) from migration_job_records where job_id = $1",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await?;
-    Ok(usize::try_from(count).unwrap_or_default())
+/// A job's records as stored: the JSON text of the array the API accepted,
+/// split into its records, each parsed only when its chunk is loaded. A
+/// worker holds the text of the job it runs (at most a request body), never
+/// its records parsed all at once.
+#[derive(Debug)]
+pub struct StoredRecords(Vec<Box<RawValue>>);
+
+/// The stored records are not a JSON array: they were written by something
+/// other than the API.
+#[derive(Debug, thiserror::Error)]
+#[error("the job's stored records are not a JSON array: {0}")]
+pub struct UnreadableRecords(#[from] serde_json::Error);
+
+impl StoredRecords {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Records `start..end`, parsed.
+    pub fn chunk(&self, start: usize, end: usize) -> Result<Vec<Value>, UnreadableRecords> {
+        let end = end.min(self.0.len());
+        self.0
+            .get(start.min(end)..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|raw| serde_json::from_str(raw.get()).map_err(UnreadableRecords))
+            .collect()
+    }
 }
 
-/// Records `start..end` of a job, read on the caller's transaction, so a
-/// worker holds the chunk it loads and never the whole batch.
-pub async fn load_records(
-    conn: &mut PgConnection,
+/// The records of a job, read once per run of it: they never change.
+pub async fn stored_records(
+    pool: &PgPool,
     id: Uuid,
-    start: usize,
-    end: usize,
-) -> Result<Vec<Value>, sqlx::Error> {
-    if start >= end {
-        return Ok(Vec::new());
-    }
-    let range = serde_json::json!({"from": start, "to": end - 1});
-    let Json(records): Json<Vec<Value>> = sqlx::query_scalar(
-        "select jsonb_path_query_array(records, '$[$from to $to]', $2)
-         from migration_job_records where job_id = $1",
-    )
-    .bind(id)
-    .bind(Json(range))
-    .fetch_one(conn)
-    .await?;
-    Ok(records)
+) -> Result<Result<StoredRecords, UnreadableRecords>, sqlx::Error> {
+    let text: String =
+        sqlx::query_scalar("select records from migration_job_records where job_id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+    Ok(serde_json::from_str(&text)
+        .map(StoredRecords)
+        .map_err(UnreadableRecords))
 }
 
 /// The claim was lost: another worker owns the job now, and this worker's

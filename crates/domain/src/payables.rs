@@ -581,8 +581,10 @@ async fn unapply(conn: &mut PgConnection, payment_id: Uuid) -> Result<(), sqlx::
     .bind(payment_id)
     .fetch_all(&mut *conn)
     .await?;
-    let (ids, amounts): (Vec<Uuid>, Vec<Decimal>) =
-        applied.into_iter().map(|(id, amount)| (id, -amount)).unzip();
+    let (ids, amounts): (Vec<Uuid>, Vec<Decimal>) = applied
+        .into_iter()
+        .map(|(id, amount)| (id, -amount))
+        .unzip();
     pay_bills(conn, &ids, &amounts).await?;
     sqlx::query("delete from ap_payment_applications where payment_id = $1")
         .bind(payment_id)

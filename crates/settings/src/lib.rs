@@ -153,8 +153,8 @@ impl Settings {
             .set_default("http.header_read_timeout_secs", 10)?
             .set_default("http.request_timeout_secs", 60)?
             .set_default("worker.resources", Vec::<String>::new())?
-            .set_default("worker.concurrency", 4)?
-            .set_default("worker.chunk_size", 500)?
+            .set_default("worker.concurrency", 2)?
+            .set_default("worker.chunk_size", 1000)?
             .set_default("worker.lease_seconds", 30)?
             .set_default("worker.max_delivery_seconds", 600)?
             .set_default("worker.redispatch_after_secs", 60)?

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use domain::ConflictMode;
 use domain::error::{RecordError, is_transient};
 use domain::import::{self, ImportContext, ImportError, RecordFailure, Tally};
-use domain::jobs::{self, ClaimResult, ClaimedJob, FencedError, JobStatus};
+use domain::jobs::{self, ClaimResult, ClaimedJob, FencedError, JobStatus, StoredRecords};
 use futures::FutureExt;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -95,6 +95,8 @@ pub enum ProcessError {
     Database(#[from] sqlx::Error),
     #[error("job {0} holds {1} records but says it has {2}")]
     CorruptJob(Uuid, usize, i32),
+    #[error("job {0}: {1}")]
+    UnreadableJob(Uuid, jobs::UnreadableRecords),
     #[error("the worker panicked: {0}")]
     Panicked(String),
 }
@@ -104,7 +106,9 @@ impl ProcessError {
     pub fn is_transient(&self) -> bool {
         match self {
             ProcessError::Database(e) => is_transient(e),
-            ProcessError::CorruptJob(..) | ProcessError::Panicked(_) => false,
+            ProcessError::CorruptJob(..)
+            | ProcessError::UnreadableJob(..)
+            | ProcessError::Panicked(_) => false,
         }
     }
 }
@@ -207,11 +211,12 @@ impl JobRunner {
         }
         let stored = self
             .retrying("load_records", deadline, || async move {
-                Ok(jobs::record_count(&self.pool, job.id).await?)
+                Ok(jobs::stored_records(&self.pool, job.id).await?)
             })
-            .await?;
-        if stored != job.total_records as usize {
-            return Err(ProcessError::CorruptJob(job.id, stored, job.total_records).into());
+            .await?
+            .map_err(|e| ProcessError::UnreadableJob(job.id, e))?;
+        if stored.len() != job.total_records as usize {
+            return Err(ProcessError::CorruptJob(job.id, stored.len(), job.total_records).into());
         }
         let actor = job.actor();
         let ctx = ImportContext {
@@ -222,10 +227,12 @@ impl JobRunner {
             actor: &actor,
         };
         if job.conflict_mode == ConflictMode::Error {
-            self.retrying("batch", deadline, || self.run_all_or_nothing(job, &ctx))
-                .await
+            self.retrying("batch", deadline, || {
+                self.run_all_or_nothing(job, &ctx, &stored)
+            })
+            .await
         } else {
-            self.run_in_chunks(job, &ctx, stored, deadline).await
+            self.run_in_chunks(job, &ctx, &stored, deadline).await
         }
     }
 
@@ -235,10 +242,12 @@ impl JobRunner {
         &self,
         job: &ClaimedJob,
         ctx: &ImportContext<'_>,
+        stored: &StoredRecords,
     ) -> Result<Outcome, RunError> {
+        let records = stored
+            .chunk(0, stored.len())
+            .map_err(|e| ProcessError::UnreadableJob(job.id, e))?;
         let mut tx = self.pool.begin().await?;
-        let total = usize::try_from(job.total_records).expect("a job has records");
-        let records = jobs::load_records(&mut tx, job.id, 0, total).await?;
         let batch = import::import_batch(&mut tx, ctx, &records).await?;
         if batch.aborted {
             tx.rollback().await?;
@@ -269,9 +278,10 @@ impl JobRunner {
         &self,
         job: &ClaimedJob,
         ctx: &ImportContext<'_>,
-        total: usize,
+        stored: &StoredRecords,
         deadline: Instant,
     ) -> Result<Outcome, RunError> {
+        let total = stored.len();
         let resumed_at = usize::try_from(job.next_index).expect("next_index is non-negative");
         let mut start = resumed_at;
         while start < total {
@@ -290,9 +300,9 @@ impl JobRunner {
             }
             let end = (start + self.chunk_size.max(1)).min(total);
             let chunk_started = Instant::now();
-            let tally = self
+            let (tally, finished) = self
                 .retrying("chunk", deadline, || {
-                    self.commit_chunk(job, ctx, start, end)
+                    self.commit_chunk(job, ctx, stored, start, end)
                 })
                 .await?;
             self.count_records(job, &tally);
@@ -300,8 +310,12 @@ impl JobRunner {
                 .chunk_duration
                 .with_label_values(&[job.resource.as_str()])
                 .observe(chunk_started.elapsed().as_secs_f64());
+            if let Some(status) = finished {
+                return Ok(Outcome::Finished(status));
+            }
             start = end;
         }
+        // Only a job resumed after its last chunk committed gets here.
         self.retrying("finish", deadline + LONGEST_RETRY, || async move {
             let mut tx = self.pool.begin().await?;
             let status = jobs::finish(&mut tx, job).await?;
@@ -311,29 +325,34 @@ impl JobRunner {
         .await
     }
 
-    /// Reads records `start..end` and commits them with the checkpoint.
+    /// Loads records `start..end` and commits them with the checkpoint; the
+    /// last chunk commits the job's final status with them, one commit less
+    /// per job.
     async fn commit_chunk(
         &self,
         job: &ClaimedJob,
         ctx: &ImportContext<'_>,
+        stored: &StoredRecords,
         start: usize,
         end: usize,
-    ) -> Result<Tally, RunError> {
+    ) -> Result<(Tally, Option<JobStatus>), RunError> {
+        let records = stored
+            .chunk(start, end)
+            .map_err(|e| ProcessError::UnreadableJob(job.id, e))?;
         let mut tx = self.pool.begin().await?;
-        let records = jobs::load_records(&mut tx, job.id, start, end).await?;
-        if records.len() != end - start {
-            return Err(
-                ProcessError::CorruptJob(job.id, start + records.len(), job.total_records).into(),
-            );
-        }
         let tally = match import::import_records(&mut tx, ctx, &records, index(start)).await {
             Ok(tally) => tally,
             Err(ImportError::Database(e)) => return Err(ProcessError::from(e).into()),
             Err(ImportError::Aborted(_)) => unreachable!("only error mode aborts"),
         };
         jobs::checkpoint(&mut tx, job, index_i32(start), index_i32(end), &tally).await?;
+        let status = if end == stored.len() {
+            Some(jobs::finish(&mut tx, job).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
-        Ok(tally)
+        Ok((tally, status))
     }
 
     /// Ends a job that failed too many times: the records not yet committed

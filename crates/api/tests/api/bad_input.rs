@@ -21,6 +21,11 @@ async fn post_raw(app: &TestApp, path: &str, body: Vec<u8>) -> (u16, Value) {
 async fn each_malformed_request_is_refused_with_its_code_and_writes_nothing() {
     let app = spawn_app().await;
     let long_source = "s".repeat(61);
+    let mut deep = json!(1);
+    for _ in 0..9 {
+        deep = json!({"a": deep});
+    }
+    let deep_path = format!("records[0]{}", ".a".repeat(9));
     let cases: Vec<(&str, Vec<u8>, &str, Option<&str>)> = vec![
         (
             "malformed JSON",
@@ -72,6 +77,41 @@ async fn each_malformed_request_is_refused_with_its_code_and_writes_nothing() {
                 .into_bytes(),
             "invalid_character",
             Some("records[0].title"),
+        ),
+        (
+            "a NUL character in a line",
+            json!({"records": [{"external_id": "a", "line_items": [{"sku": "ok"}, {"sku": "x\u{0}"}]}],
+                   "external_source": "x"})
+                .to_string()
+                .into_bytes(),
+            "invalid_character",
+            Some("records[0].line_items[1].sku"),
+        ),
+        (
+            "a NUL character in a field name",
+            json!({"records": [{"external_id": "a"}, {"ti\u{0}tle": "x"}], "external_source": "x"})
+                .to_string()
+                .into_bytes(),
+            "invalid_character",
+            Some("records[1].ti\\u0000tle"),
+        ),
+        (
+            // 10,001 characters of two bytes each.
+            "an over-long string",
+            json!({"records": [{"external_id": "a", "title": "é".repeat(10_001)}],
+                   "external_source": "x"})
+                .to_string()
+                .into_bytes(),
+            "string_too_long",
+            Some("records[0].title"),
+        ),
+        (
+            "a record nested too deep",
+            json!({"records": [deep], "external_source": "x"})
+                .to_string()
+                .into_bytes(),
+            "record_too_deep",
+            Some(&deep_path),
         ),
         (
             "no external_source",

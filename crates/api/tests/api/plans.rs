@@ -253,14 +253,20 @@ async fn run_round(
         // A payment of a bill of the fill, by id, from that bill's vendor.
         chunks.push((
             Resource::ApPayments,
-            vec![json!({"external_id": format!("PAY{r}-fill"), "vendor_id": fill.vendor,
+            vec![
+                json!({"external_id": format!("PAY{r}-fill"), "vendor_id": fill.vendor,
                         "payment_date": "2026-03-02", "amount": "1.00", "method": "check",
-                        "applications": [{"bill_id": fill.bill, "amount": "1.00"}]})],
+                        "applications": [{"bill_id": fill.bill, "amount": "1.00"}]}),
+            ],
         ));
     }
     let mut seen = Vec::new();
     for (resource, records) in &chunks {
-        for mode in [ConflictMode::Skip, ConflictMode::Update, ConflictMode::Replace] {
+        for mode in [
+            ConflictMode::Skip,
+            ConflictMode::Update,
+            ConflictMode::Replace,
+        ] {
             let records: Vec<Value> = match mode {
                 ConflictMode::Replace => records
                     .iter()
@@ -408,22 +414,27 @@ async fn fill(pool: &PgPool, tenant: Tenant) -> Fill {
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
-    let id = |sql: &'static str| {
-        let tenant = tenant;
-        async move {
-            sqlx::query_scalar::<_, Uuid>(sql)
-                .bind(tenant.entity_id)
-                .fetch_one(pool)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
+    let id = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, Uuid>(sql)
+            .bind(tenant.entity_id)
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     };
     tx.commit().await.expect("commit");
     Fill {
-        product: Some(id("select id from products where entity_id = $1 and external_id = 'F-3'").await),
-        customer: Some(id("select id from accounts where entity_id = $1 and external_id = 'F-3'").await),
-        vendor: Some(id("select id from accounts where entity_id = $1 and external_id = 'F-2'").await),
-        bill: Some(id("select id from vendor_bills where entity_id = $1 and external_id = 'F-5'").await),
+        product: Some(
+            id("select id from products where entity_id = $1 and external_id = 'F-3'").await,
+        ),
+        customer: Some(
+            id("select id from accounts where entity_id = $1 and external_id = 'F-3'").await,
+        ),
+        vendor: Some(
+            id("select id from accounts where entity_id = $1 and external_id = 'F-2'").await,
+        ),
+        bill: Some(
+            id("select id from vendor_bills where entity_id = $1 and external_id = 'F-5'").await,
+        ),
         gl_account: Some(
             id("select id from gl_accounts where entity_id = $1 and account_number = '9000011'")
                 .await,

@@ -154,10 +154,26 @@ async fn a_chunk_cut_off_from_the_database_is_retried_and_loaded_once() {
 
 #[tokio::test]
 async fn a_job_that_fails_on_every_attempt_ends_failed_with_the_reason() {
+    // Its stored records no longer match it: every attempt fails the same way.
+    fails_on_every_attempt("[{}]", "holds 1 records but says it has 3").await;
+}
+
+#[tokio::test]
+async fn a_job_whose_stored_records_are_not_json_ends_failed_with_the_reason() {
+    fails_on_every_attempt(
+        "[{\"external_id\": ",
+        "the job's stored records are not a JSON array",
+    )
+    .await;
+}
+
+/// Submits a job, replaces its stored records with `stored`, and expects it
+/// to end failed after its attempts, each record's error giving `reason`.
+async fn fails_on_every_attempt(stored: &str, reason: &str) {
     let mut app = idle_app().await;
     let job = app.submit_ok(&bulk(products(3), "skip")).await;
-    // Its stored records no longer match it: every attempt fails the same way.
-    sqlx::query("update migration_job_records set records = '[{}]'")
+    sqlx::query("update migration_job_records set records = $1")
+        .bind(stored)
         .execute(&app.pool)
         .await
         .expect("corrupted");
@@ -169,10 +185,7 @@ async fn a_job_that_fails_on_every_attempt_ends_failed_with_the_reason() {
     for error in done["errors"].as_array().expect("errors") {
         assert_eq!(error["code"], "retries_exhausted");
         let message = error["error"].as_str().expect("message");
-        assert!(
-            message.contains("holds 1 records but says it has 3"),
-            "{message}"
-        );
+        assert!(message.contains(reason), "{message}");
     }
     assert_eq!(app.count("products").await, 0);
     let (_, attempts) = dispatch_state(&app).await;

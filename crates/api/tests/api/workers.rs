@@ -231,10 +231,13 @@ async fn a_job_whose_worker_died_is_resumed_at_its_checkpoint_and_the_dead_worke
     else {
         panic!("the pending job is claimed")
     };
-    let mut tx = app.pool.begin().await.expect("tx");
-    let records = domain::jobs::load_records(&mut tx, id, 0, 100)
+    let records = domain::jobs::stored_records(&app.pool, id)
         .await
-        .expect("records");
+        .expect("records")
+        .expect("readable records")
+        .chunk(0, 100)
+        .expect("a chunk");
+    let mut tx = app.pool.begin().await.expect("tx");
     let actor = dead.actor();
     let ctx = domain::import::ImportContext {
         actor: &actor,
