@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use auth::KeyHasher;
+use auth::{KeyCache, KeyHasher};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -45,6 +45,8 @@ pub struct AppState {
     /// Wakes the outbox relay when a job was just committed.
     pub relay_notify: Arc<Notify>,
     pub key_hasher: KeyHasher,
+    /// Keys looked up recently, kept only while revocations are heard.
+    pub key_cache: Arc<KeyCache>,
     /// `None` when rate limiting is switched off.
     pub rate_limiter: Option<Arc<RateLimiter>>,
     pub metrics: Arc<ApiMetrics>,
@@ -60,6 +62,10 @@ impl auth::AuthState for AppState {
     fn key_hasher(&self) -> &KeyHasher {
         &self.key_hasher
     }
+
+    fn key_cache(&self) -> &KeyCache {
+        &self.key_cache
+    }
 }
 
 /// A built application: its listener is bound, so callers (tests) can ask for
@@ -68,6 +74,9 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     relay: Relay,
+    /// What the key revocation listener needs: the pool and the cache it
+    /// keeps honest.
+    revocations: (PgPool, Arc<KeyCache>),
     limits: ConnectionLimits,
 }
 
@@ -105,9 +114,11 @@ impl Application {
             publisher: publisher.clone(),
             relay_notify: Arc::new(Notify::new()),
             key_hasher: KeyHasher::new(settings.auth.key_secret()),
+            key_cache: Arc::new(KeyCache::new()),
             rate_limiter,
             metrics: Arc::new(ApiMetrics::new()),
         };
+        let revocations = (pool.clone(), state.key_cache.clone());
         let relay = Relay {
             pool,
             publisher,
@@ -121,6 +132,7 @@ impl Application {
             listener,
             router: router(state, &settings.http),
             relay,
+            revocations,
             limits: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(settings.http.header_read_timeout_secs),
                 max_header_bytes: settings.http.max_header_bytes,
@@ -144,8 +156,11 @@ impl Application {
         let relay = tokio::spawn(self.relay.run(async {
             let _ = relay_stopped.await;
         }));
+        let (pool, cache) = self.revocations;
+        let revocations = tokio::spawn(auth::follow_revocations(pool, cache));
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
         let served = server::serve(self.listener, self.router, self.limits, shutdown).await;
+        revocations.abort();
         let _ = stop_relay.send(());
         let _ = relay.await;
         served.context("serving HTTP")

@@ -2,12 +2,6 @@
 
 use settings::Settings;
 
-/// JSON parsing and the building of each chunk's columns allocate a lot of
-/// small values; mimalloc serves them with markedly less time than the
-/// system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `arcus-api openapi` prints the OpenAPI document (what `openapi.json` holds).

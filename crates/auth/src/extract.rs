@@ -11,17 +11,19 @@ use axum::response::IntoResponse;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{AuthError, KeyHasher, Principal, authenticate};
+use crate::{AuthError, KeyCache, KeyHasher, Principal, authenticate};
 
 /// What the application state must offer for [`Principal`] to be extracted:
-/// the pool that holds the keys, the hasher, and how an [`AuthError`] becomes
-/// a response.
+/// the pool that holds the keys, the hasher, the replica's key cache, and how
+/// an [`AuthError`] becomes a response.
 pub trait AuthState: Send + Sync {
     type Rejection: From<AuthError> + IntoResponse;
 
     fn pool(&self) -> &PgPool;
 
     fn key_hasher(&self) -> &KeyHasher;
+
+    fn key_cache(&self) -> &KeyCache;
 }
 
 impl<S: AuthState> FromRequestParts<S> for Principal {
@@ -50,7 +52,14 @@ impl<S: AuthState> FromRequestParts<S> for Principal {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip());
-        let principal = authenticate(state.pool(), state.key_hasher(), key, client_ip).await?;
+        let principal = authenticate(
+            state.pool(),
+            state.key_hasher(),
+            state.key_cache(),
+            key,
+            client_ip,
+        )
+        .await?;
 
         let params = RawPathParams::from_request_parts(parts, state)
             .await

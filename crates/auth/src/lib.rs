@@ -8,8 +8,10 @@
 //! guesses. A request's key is found by its lookup id and its HMAC compared in
 //! constant time.
 
+pub mod cache;
 mod extract;
 
+pub use cache::{KeyCache, follow_revocations};
 pub use extract::AuthState;
 
 use std::net::IpAddr;
@@ -25,6 +27,8 @@ use serde_json::json;
 use sha2::Sha256;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::cache::StoredKey;
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const LOOKUP_LEN: usize = 12;
@@ -306,49 +310,46 @@ pub async fn issue(
     })
 }
 
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    id: Uuid,
-    entity_id: Uuid,
-    mode: String,
-    key_hash: String,
-    scopes: Vec<String>,
-    tier: String,
-    allowed_ips: Option<Vec<String>>,
-    expired: bool,
-    revoked: bool,
-    stale: bool,
-}
-
-/// Finds the live key a request presents, from the address it came from.
+/// Finds the live key a request presents, from the address it came from: in
+/// the replica's cache, or in the table (see [`cache`]).
 pub async fn authenticate(
     pool: &PgPool,
     hasher: &KeyHasher,
+    cache: &KeyCache,
     key: &str,
     client_ip: Option<IpAddr>,
 ) -> Result<Principal, AuthError> {
     let (mode, lookup_id) = parse_key(key).ok_or(AuthError::InvalidKey)?;
-    let row: Option<KeyRow> = sqlx::query_as(
-        "select id, entity_id, mode, key_hash, scopes, tier, allowed_ips,
-                coalesce(expires_at <= now(), false) as expired,
-                revoked_at is not null as revoked,
-                last_used_at is null or last_used_at < now() - interval '1 minute' as stale
-         from api_keys where lookup_id = $1",
-    )
-    .bind(lookup_id)
-    .fetch_optional(pool)
-    .await?;
+    let stored = match cache.get(lookup_id) {
+        Some(stored) => Some(stored),
+        None => {
+            let ticket = cache.ticket();
+            let stored: Option<StoredKey> = sqlx::query_as(
+                "select id, entity_id, mode, key_hash, scopes, tier, allowed_ips, expires_at,
+                        revoked_at is not null as revoked, last_used_at
+                 from api_keys where lookup_id = $1",
+            )
+            .bind(lookup_id)
+            .fetch_optional(pool)
+            .await?;
+            if let (Some(stored), Some(ticket)) = (&stored, ticket) {
+                cache.put(lookup_id, stored.clone(), ticket);
+            }
+            stored
+        }
+    };
     // Only a key whose whole secret matches learns anything more than "invalid".
-    let row = row
-        .filter(|row| hasher.verify(key, &row.key_hash) && row.mode == mode.as_str())
+    let stored = stored
+        .filter(|k| hasher.verify(key, &k.key_hash) && k.mode == mode.as_str())
         .ok_or(AuthError::InvalidKey)?;
-    if row.revoked {
+    if stored.revoked {
         return Err(AuthError::InvalidKey);
     }
-    if row.expired {
+    let now = Utc::now();
+    if stored.expires_at.is_some_and(|at| at <= now) {
         return Err(AuthError::ExpiredKey);
     }
-    if let Some(allowed) = &row.allowed_ips {
+    if let Some(allowed) = &stored.allowed_ips {
         let from_allowed = client_ip.is_some_and(|ip| {
             allowed
                 .iter()
@@ -359,20 +360,24 @@ pub async fn authenticate(
             return Err(AuthError::IpNotAllowlisted);
         }
     }
-    if row.stale {
-        // last_used_at is for people reading key listings: a minute's
-        // precision spares a row write on every request.
+    // last_used_at is for people reading key listings: a minute's precision
+    // spares a row write on every request.
+    if stored
+        .last_used_at
+        .is_none_or(|at| at < now - chrono::Duration::minutes(1))
+    {
         sqlx::query("update api_keys set last_used_at = now() where id = $1")
-            .bind(row.id)
+            .bind(stored.id)
             .execute(pool)
             .await?;
+        cache.used(lookup_id, now);
     }
     Ok(Principal {
-        key_id: row.id,
-        entity_id: row.entity_id,
+        key_id: stored.id,
+        entity_id: stored.entity_id,
         mode,
-        scopes: row.scopes,
-        tier: Tier::parse(&row.tier).ok_or(AuthError::InvalidKey)?,
+        scopes: stored.scopes,
+        tier: Tier::parse(&stored.tier).ok_or(AuthError::InvalidKey)?,
     })
 }
 
@@ -403,20 +408,26 @@ pub async fn list(pool: &PgPool, entity_id: Uuid) -> Result<Vec<KeySummary>, sql
     .await
 }
 
-/// Revokes a key at once: every replica looks keys up on every request, so the
-/// next request that presents it is refused. Records the revocation.
+/// Revokes a key at once: the commit notifies every replica, which drops the
+/// key from its cache, so the next request that presents it is refused.
+/// Records the revocation.
 pub async fn revoke(pool: &PgPool, key_id: Uuid, actor: &Actor) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let entity: Option<Uuid> = sqlx::query_scalar(
+    let revoked: Option<(Uuid, String)> = sqlx::query_as(
         "update api_keys set revoked_at = now() where id = $1 and revoked_at is null
-         returning entity_id",
+         returning entity_id, lookup_id",
     )
     .bind(key_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(entity) = entity else {
+    let Some((entity, lookup_id)) = revoked else {
         return Ok(false);
     };
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(cache::REVOCATIONS)
+        .bind(&lookup_id)
+        .execute(&mut *tx)
+        .await?;
     audit::record(
         &mut tx,
         actor,

@@ -3,12 +3,6 @@
 use clap::Parser;
 use settings::Settings;
 
-/// JSON parsing and the building of each chunk's columns allocate a lot of
-/// small values; mimalloc serves them with markedly less time than the
-/// system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "arcus-worker", about = "Loads migration jobs from RabbitMQ")]
 struct Args {

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use api::ratelimit::ManualClock;
 use reqwest::Method;
@@ -26,20 +26,128 @@ fn new_key(app: &TestApp, scopes: &[&str]) -> auth::NewKey {
 async fn an_expired_key_is_refused() {
     let app = spawn_app().await;
     let mut new = new_key(&app, &["migration:read"]);
-    new.expires_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    new.expires_at = Some(chrono::Utc::now() + chrono::Duration::seconds(2));
     let key = app.issue(new).await;
     let jobs = format!("/v1/entities/{}/migration/jobs", app.entity_id);
+    // Used while valid, so the replica holds it in its cache when it expires.
     assert_eq!(app.send_as(&key.key, Method::GET, &jobs, None).await.0, 200);
-    sqlx::query("update api_keys set expires_at = now() - interval '1 second' where id = $1")
-        .bind(key.id)
-        .execute(&app.pool)
-        .await
-        .expect("expire");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     let (status, error) = app.send_as(&key.key, Method::GET, &jobs, None).await;
     assert_eq!(
         (status.as_u16(), error["code"].as_str()),
         (401, Some("api_key_expired"))
     );
+}
+
+/// The replica serves a key it used recently from its cache; a revocation
+/// reaches it through Postgres's notification at the commit.
+#[tokio::test]
+async fn a_revoked_key_is_refused_by_a_replica_that_holds_it_in_its_cache() {
+    let app = spawn_app().await;
+    let jobs = format!("/v1/entities/{}/migration/jobs", app.entity_id);
+    let operator = domain::audit::Actor {
+        name: "arcusctl:ops".to_owned(),
+        request_id: None,
+    };
+    wait_for_listener(&app).await;
+    let key = app.issue(new_key(&app, &["migration:read"])).await;
+    assert_eq!(app.send_as(&key.key, Method::GET, &jobs, None).await.0, 200);
+    // Marked revoked behind the service's back, without the notification:
+    // the cached key still passes, which is what the cache saves a query on.
+    let bypassed = app.issue(new_key(&app, &["migration:read"])).await;
+    assert_eq!(
+        app.send_as(&bypassed.key, Method::GET, &jobs, None).await.0,
+        200
+    );
+    revoke_silently(&app, bypassed.id).await;
+    assert_eq!(
+        app.send_as(&bypassed.key, Method::GET, &jobs, None).await.0,
+        200
+    );
+
+    assert!(
+        auth::revoke(&app.pool, key.id, &operator)
+            .await
+            .expect("revokes")
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, error) = app.send_as(&key.key, Method::GET, &jobs, None).await;
+        if status == 401 {
+            assert_eq!(error["code"], "invalid_api_key");
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "the revoked key was still accepted 5 s after the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// While the replica cannot hear revocations it serves no key from its cache:
+/// it reads every key from the table until its listener is back.
+#[tokio::test]
+async fn a_replica_that_lost_its_revocation_listener_reads_keys_again() {
+    let app = spawn_app().await;
+    let jobs = format!("/v1/entities/{}/migration/jobs", app.entity_id);
+    let listener = wait_for_listener(&app).await;
+    let key = app.issue(new_key(&app, &["migration:read"])).await;
+    assert_eq!(app.send_as(&key.key, Method::GET, &jobs, None).await.0, 200);
+    let cut: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
+        .bind(listener)
+        .fetch_one(&app.pool)
+        .await
+        .expect("terminates");
+    assert!(cut);
+    revoke_silently(&app, key.id).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listener_backend(&app)
+        .await
+        .is_none_or(|pid| pid == listener)
+    {
+        assert!(Instant::now() < deadline, "the listener never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, error) = app.send_as(&key.key, Method::GET, &jobs, None).await;
+    assert_eq!(
+        (status.as_u16(), error["code"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+}
+
+/// Marks a key revoked in the table without telling the replicas, as no
+/// product path does.
+async fn revoke_silently(app: &TestApp, key_id: uuid::Uuid) {
+    sqlx::query("update api_keys set revoked_at = now() where id = $1")
+        .bind(key_id)
+        .execute(&app.pool)
+        .await
+        .expect("revoked");
+}
+
+/// Waits for the API's revocation listener; its backend.
+async fn wait_for_listener(app: &TestApp) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = listener_backend(app).await {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "the API never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The backend of the API's revocation listener, once it listens.
+async fn listener_backend(app: &TestApp) -> Option<i32> {
+    sqlx::query_scalar(
+        "select pid from pg_stat_activity
+         where datname = current_database() and query like 'LISTEN %'",
+    )
+    .fetch_optional(&app.pool)
+    .await
+    .expect("activity")
 }
 
 #[tokio::test]

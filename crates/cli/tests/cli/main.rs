@@ -141,7 +141,7 @@ fn entity_and_key_create_print_what_a_script_needs() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
-        let principal = auth::authenticate(&pool, &db.hasher(), &key, None)
+        let principal = auth::authenticate(&pool, &db.hasher(), &auth::KeyCache::new(), &key, None)
             .await
             .expect("live key works");
         assert_eq!(principal.entity_id, entity_id);
@@ -163,7 +163,7 @@ fn entity_and_key_create_print_what_a_script_needs() {
     runtime.block_on(async {
         let pool = domain::db::connect(&db.url(), 1).await.expect("connects");
         assert!(
-            auth::authenticate(&pool, &db.hasher(), &test_key, None)
+            auth::authenticate(&pool, &db.hasher(), &auth::KeyCache::new(), &test_key, None)
                 .await
                 .is_err()
         );
