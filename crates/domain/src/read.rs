@@ -184,8 +184,12 @@ pub async fn get(
     what: Readable,
     id: Uuid,
 ) -> Result<Option<Value>, sqlx::Error> {
+    // By the primary key alone, the tenant checked outside the fence: without
+    // statistics the planner could otherwise read the entity's rows for it
+    // (see `import::plan_without_statistics`).
     let row: Option<Json<Value>> = sqlx::query_scalar(&format!(
-        "select {} from {} r where r.id = $1 and r.entity_id = $2 and r.mode = $3",
+        "select {} from (select * from {} where id = $1 offset 0) r
+         where r.entity_id = $2 and r.mode = $3",
         what.object(),
         what.table()
     ))
@@ -241,8 +245,8 @@ pub async fn list(
         None => None,
         Some(id) => Some(
             sqlx::query_as(&format!(
-                "select created_at, id from {table} r
-                 where id = $1 and entity_id = $2 and mode = $3 {}",
+                "select created_at, id from (select * from {table} where id = $1 offset 0) r
+                 where r.entity_id = $2 and r.mode = $3 {}",
                 what.scope()
             ))
             .bind(id)
