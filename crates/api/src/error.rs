@@ -69,6 +69,16 @@ impl ApiError {
         )
     }
 
+    /// 400 `missing_parameter`: a required parameter is absent.
+    pub fn missing(param: &'static str, error: impl Into<String>) -> Self {
+        Self::bad_request("missing_parameter", error).param(param)
+    }
+
+    /// 400 `invalid_parameter`: a parameter has a value it cannot take.
+    pub fn invalid(param: impl Into<String>, error: impl Into<String>) -> Self {
+        Self::bad_request("invalid_parameter", error).param(param)
+    }
+
     pub fn not_found(code: &'static str, error: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorType::NotFound, code, error)
     }

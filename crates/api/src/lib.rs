@@ -9,9 +9,11 @@
 mod authz;
 mod context;
 pub mod error;
+mod extract;
 mod metrics;
 pub mod openapi;
 pub mod ratelimit;
+mod request;
 mod routes;
 mod server;
 

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load()?;
-    telemetry::init(&settings.log);
+    telemetry::init(&settings.log.filter, settings.log.is_json());
     let app = api::Application::build(&settings).await?;
     app.run_until(telemetry::shutdown_signal()).await
 }

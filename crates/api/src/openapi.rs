@@ -7,6 +7,11 @@
 
 use axum::http::Method;
 use domain::Resource;
+use domain::accounts::{AccountType, AddressType};
+use domain::named::Named;
+use domain::orders::DocumentType;
+use domain::payables::PaymentMethod;
+use domain::products::{ProductType, VariantType};
 use serde_json::{Map, Value, json};
 
 use crate::authz::{Policy, policy};
@@ -99,7 +104,7 @@ fn create_payload(resource: Resource) -> Value {
                 (
                     "account_type",
                     one_of(
-                        &["business", "individual", "lead", "vendor"],
+                        AccountType::NAMES,
                         "business, individual and lead are customers; vendor is a supplier.",
                     ),
                 ),
@@ -112,7 +117,7 @@ fn create_payload(resource: Resource) -> Value {
                         object(
                             &["type"],
                             vec![
-                                ("type", one_of(&["billing", "shipping"], "Address type.")),
+                                ("type", one_of(AddressType::NAMES, "Address type.")),
                                 ("line1", string("")),
                                 ("line2", string("")),
                                 ("city", string("")),
@@ -147,13 +152,7 @@ fn create_payload(resource: Resource) -> Value {
                 &["title", "product_type"],
                 vec![
                     ("title", string("At most 255 characters.")),
-                    (
-                        "product_type",
-                        one_of(
-                            &["physical", "service", "kit", "box", "variant_parent"],
-                            "Product type.",
-                        ),
-                    ),
+                    ("product_type", one_of(ProductType::NAMES, "Product type.")),
                     (
                         "sku",
                         string(
@@ -178,7 +177,7 @@ fn create_payload(resource: Resource) -> Value {
                                 vec![
                                     ("title", string("")),
                                     ("sku", string("")),
-                                    ("product_type", one_of(&["physical", "service"], "")),
+                                    ("product_type", one_of(VariantType::NAMES, "")),
                                 ],
                             ),
                             "Variant parents only.",
@@ -190,16 +189,7 @@ fn create_payload(resource: Resource) -> Value {
         Resource::Orders => {
             let mut properties = vec![(
                 "document_type",
-                one_of(
-                    &[
-                        "quote",
-                        "sales_order",
-                        "invoice",
-                        "return",
-                        "purchase_order",
-                    ],
-                    "Default sales_order.",
-                ),
+                one_of(DocumentType::NAMES, "Default sales_order."),
             )];
             reference_pair(
                 "account (a customer; a vendor for purchase orders)",
@@ -320,13 +310,7 @@ fn create_payload(resource: Resource) -> Value {
             properties.extend([
                 ("payment_date", date("Payment date.")),
                 ("amount", money("Greater than 0.")),
-                (
-                    "method",
-                    one_of(
-                        &["check", "ach", "wire", "credit_card", "cash", "other"],
-                        "Payment method.",
-                    ),
-                ),
+                ("method", one_of(PaymentMethod::NAMES, "Payment method.")),
                 ("reference", string("")),
                 (
                     "applications",

@@ -85,6 +85,13 @@ impl Principal {
         self.scopes.iter().any(|s| s == scope)
     }
 
+    /// Whether the key may post journal entries into a closed period with
+    /// `bypass_period_check`: the contract allows it to keys with
+    /// `migration:write` only.
+    pub fn may_bypass_period_check(&self) -> bool {
+        self.has("migration:write")
+    }
+
     /// Fails with `insufficient_scope` unless the key carries `scope`.
     pub fn require(&self, scope: &'static str) -> Result<(), AuthError> {
         if self.has(scope) {

@@ -7,20 +7,35 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::canonical::{Applied, Canonical, Item, WriteContext};
 use crate::error::RecordError;
 use crate::fields::{Fields, INVALID};
-use crate::import::{Applied, Canonical, Item, WriteContext};
+use crate::named::named_enum;
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::{ConflictMode, Tenant, ledger};
 
-const ACCOUNT_TYPES: [&str; 4] = ["business", "individual", "lead", "vendor"];
-const ADDRESS_TYPES: [&str; 2] = ["billing", "shipping"];
+named_enum! {
+    /// Customers are `business`, `individual` or `lead`; a `vendor` is paid.
+    pub enum AccountType {
+        Business = "business",
+        Individual = "individual",
+        Lead = "lead",
+        Vendor = "vendor",
+    }
+}
+
+named_enum! {
+    pub enum AddressType {
+        Billing = "billing",
+        Shipping = "shipping",
+    }
+}
 const ADDRESSES_MAX: usize = 50;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountInput {
     pub name: String,
-    pub account_type: String,
+    pub account_type: AccountType,
     pub email: Option<String>,
     pub phone: Option<String>,
     pub credit_limit: Option<Decimal>,
@@ -29,7 +44,7 @@ pub struct AccountInput {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddressInput {
-    pub address_type: String,
+    pub address_type: AddressType,
     pub line1: Option<String>,
     pub line2: Option<String>,
     pub city: Option<String>,
@@ -44,17 +59,7 @@ impl AccountInput {
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
         let f = Fields::of(record, "record")?;
         let name = f.required_string("name", 200)?;
-        let account_type = f.required_string("account_type", 32)?;
-        if !ACCOUNT_TYPES.contains(&account_type.as_str()) {
-            return Err(RecordError::at(
-                INVALID,
-                "account_type",
-                format!(
-                    "account_type must be one of {}, got '{account_type}'",
-                    ACCOUNT_TYPES.join(", ")
-                ),
-            ));
-        }
+        let account_type = f.required_enum("account_type")?;
         let email = f.optional_string("email", 254)?;
         if let Some(email) = &email
             && (!email.contains('@') || email.contains(char::is_whitespace))
@@ -96,21 +101,13 @@ impl AccountInput {
     }
 
     fn is_vendor(&self) -> bool {
-        self.account_type == "vendor"
+        self.account_type == AccountType::Vendor
     }
 }
 
 fn parse_address(f: &Fields<'_>) -> Result<AddressInput, RecordError> {
-    let address_type = f.required_string("type", 16)?;
-    if !ADDRESS_TYPES.contains(&address_type.as_str()) {
-        return Err(RecordError::at(
-            INVALID,
-            "type",
-            format!("type must be billing or shipping, got '{address_type}'"),
-        ));
-    }
     Ok(AddressInput {
-        address_type,
+        address_type: f.required_enum("type")?,
         line1: f.optional_string("line1", 200)?,
         line2: f.optional_string("line2", 200)?,
         city: f.optional_string("city", 100)?,

@@ -7,10 +7,22 @@
 
 use serde::Serialize;
 
+/// Why a record was refused: it is wrong in itself, or it collides with what
+/// is stored (a client answers the two differently: fix the record, or choose
+/// what wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordErrorKind {
+    #[default]
+    Invalid,
+    Conflict,
+}
+
 /// One record's failure, with a stable machine code and, where one field is to
 /// blame, its path inside the record (`components[1].quantity`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordError {
+    #[serde(skip)]
+    pub kind: RecordErrorKind,
     pub code: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -23,6 +35,7 @@ pub struct RecordError {
 impl RecordError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
+            kind: RecordErrorKind::Invalid,
             code,
             message: message.into(),
             param: None,
@@ -32,11 +45,18 @@ impl RecordError {
 
     pub fn at(code: &'static str, param: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
+            kind: RecordErrorKind::Invalid,
             code,
             message: message.into(),
             param: Some(param.into()),
             hint: None,
         }
+    }
+
+    /// The same error as a collision with a stored record.
+    pub fn conflicting(mut self) -> Self {
+        self.kind = RecordErrorKind::Conflict;
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

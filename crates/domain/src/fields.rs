@@ -1,14 +1,13 @@
 //! Reading typed fields out of a record's JSON object, with errors that name the
 //! field and say what was expected.
 
-use std::str::FromStr;
-
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::RecordError;
+use crate::named::Named;
 
 pub(crate) const MISSING: &str = "missing_required_field";
 pub(crate) const INVALID: &str = "invalid_field";
@@ -83,17 +82,21 @@ impl<'a> Fields<'a> {
         Ok(Some(s.to_owned()))
     }
 
-    pub(crate) fn required_enum<T: FromStr>(
-        &self,
-        name: &str,
-        allowed: &[&str],
-    ) -> Result<T, RecordError> {
-        let s = self.required_string(name, 64)?;
-        s.parse().map_err(|_| {
+    pub(crate) fn required_enum<T: Named>(&self, name: &str) -> Result<T, RecordError> {
+        self.optional_enum(name)?
+            .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
+    }
+
+    /// One of `T`'s names, when present.
+    pub(crate) fn optional_enum<T: Named>(&self, name: &str) -> Result<Option<T>, RecordError> {
+        let Some(s) = self.optional_string(name, 64)? else {
+            return Ok(None);
+        };
+        T::from_name(&s).map(Some).ok_or_else(|| {
             RecordError::at(
                 INVALID,
                 name,
-                format!("{name} must be one of {}, got '{s}'", allowed.join(", ")),
+                format!("{name} must be one of {}, got '{s}'", T::NAMES.join(", ")),
             )
         })
     }

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::canonical::{Applied, Canonical, Item, WriteContext};
 use crate::error::RecordError;
 use crate::fields::{Fields, INVALID, MISSING};
-use crate::import::{Applied, Canonical, Item, WriteContext};
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{GlIndex, GlRef, parse_gl_ref};
 use crate::{ConflictMode, audit, ledger};

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod audit;
+mod canonical;
 pub mod db;
 pub mod entities;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod import;
 pub mod jobs;
 pub mod journal;
 pub mod ledger;
+pub mod named;
 pub mod orders;
 pub mod outbox;
 pub mod payables;

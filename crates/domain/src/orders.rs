@@ -9,25 +9,29 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::accounts::AccountType;
+use crate::canonical::{Applied, Canonical, Item, WriteContext};
 use crate::error::RecordError;
-use crate::fields::{Fields, INVALID, MISSING};
-use crate::import::{Applied, Canonical, Item, WriteContext};
+use crate::fields::{Fields, MISSING};
+use crate::named::named_enum;
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{RefField, RefIndex, parse_ref};
 use crate::{ConflictMode, Tenant, ledger};
 
-const DOCUMENT_TYPES: [&str; 5] = [
-    "quote",
-    "sales_order",
-    "invoice",
-    "return",
-    "purchase_order",
-];
+named_enum! {
+    pub enum DocumentType {
+        Quote = "quote",
+        SalesOrder = "sales_order",
+        Invoice = "invoice",
+        Return = "return",
+        PurchaseOrder = "purchase_order",
+    }
+}
 const LINES_MAX: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderInput {
-    pub document_type: String,
+    pub document_type: DocumentType,
     pub account: RefField,
     pub order_date: NaiveDate,
     pub notes: Option<String>,
@@ -46,18 +50,8 @@ impl OrderInput {
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
         let f = Fields::of(record, "record")?;
         let document_type = f
-            .optional_string("document_type", 32)?
-            .unwrap_or_else(|| "sales_order".to_owned());
-        if !DOCUMENT_TYPES.contains(&document_type.as_str()) {
-            return Err(RecordError::at(
-                INVALID,
-                "document_type",
-                format!(
-                    "document_type must be one of {}, got '{document_type}'",
-                    DOCUMENT_TYPES.join(", ")
-                ),
-            ));
-        }
+            .optional_enum("document_type")?
+            .unwrap_or(DocumentType::SalesOrder);
         let account = parse_ref(&f, "account", true)?.expect("a required reference is present");
         let order_date = f.required_date("order_date")?;
         let notes = f.optional_string("notes", 5000)?;
@@ -86,12 +80,12 @@ impl OrderInput {
     }
 
     fn number_prefix(&self) -> &'static str {
-        match self.document_type.as_str() {
-            "quote" => "QUO",
-            "invoice" => "INV",
-            "return" => "RMA",
-            "purchase_order" => "PO",
-            _ => "SO",
+        match self.document_type {
+            DocumentType::Quote => "QUO",
+            DocumentType::SalesOrder => "SO",
+            DocumentType::Invoice => "INV",
+            DocumentType::Return => "RMA",
+            DocumentType::PurchaseOrder => "PO",
         }
     }
 }
@@ -282,8 +276,8 @@ fn resolve(
 ) -> Result<Resolved, RecordError> {
     let (account_id, account_type) =
         accounts.resolve(ctx, "account", "", &input.account, |_| None)?;
-    let wants_vendor = input.document_type == "purchase_order";
-    if wants_vendor != (account_type == "vendor") {
+    let wants_vendor = input.document_type == DocumentType::PurchaseOrder;
+    if wants_vendor != (account_type == AccountType::Vendor.as_str()) {
         return Err(RecordError::at(
             "invalid_account_type",
             input.account.field.clone(),
@@ -292,7 +286,7 @@ fn resolve(
             } else {
                 format!(
                     "a {} is for a customer; this account is a vendor",
-                    input.document_type
+                    input.document_type.as_str()
                 )
             },
         ));
@@ -325,9 +319,9 @@ fn resolve(
     }
     let subtotal: Decimal = lines.iter().map(|l| l.3).sum();
     // Quotes and returns owe nothing; the other documents owe their total.
-    let balance_due = match input.document_type.as_str() {
-        "quote" | "return" => Decimal::ZERO,
-        _ => subtotal,
+    let balance_due = match input.document_type {
+        DocumentType::Quote | DocumentType::Return => Decimal::ZERO,
+        DocumentType::SalesOrder | DocumentType::Invoice | DocumentType::PurchaseOrder => subtotal,
     };
     Ok(Resolved {
         account_id,

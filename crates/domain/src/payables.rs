@@ -20,18 +20,30 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::{HandlerError, RecordError};
-use crate::fields::{Fields, INVALID, MISSING};
-use crate::import::{
+use crate::accounts::AccountType;
+use crate::canonical::{
     Applied, Canonical, Item, Provenance, RecordByRecord, WriteContext, record_by_record,
 };
+use crate::error::{HandlerError, RecordError};
+use crate::fields::{Fields, INVALID, MISSING};
+use crate::named::named_enum;
 use crate::orders::cents;
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{self, GlIndex, GlRef, RefField, RefIndex, parse_gl_ref, parse_ref};
 use crate::{ConflictMode, Tenant, ledger, new_id};
 
 const ITEMS_MAX: usize = 1000;
-const METHODS: [&str; 6] = ["check", "ach", "wire", "credit_card", "cash", "other"];
+
+named_enum! {
+    pub enum PaymentMethod {
+        Check = "check",
+        Ach = "ach",
+        Wire = "wire",
+        CreditCard = "credit_card",
+        Cash = "cash",
+        Other = "other",
+    }
+}
 
 /// Resolves a vendor reference and checks that the account is a vendor.
 async fn resolve_vendor(
@@ -51,7 +63,7 @@ fn vendor_of(
     vendor: &RefField,
 ) -> Result<Uuid, RecordError> {
     let (id, account_type) = vendors.resolve(ctx, "vendor", "", vendor, |_| None)?;
-    if account_type != "vendor" {
+    if account_type != AccountType::Vendor.as_str() {
         return Err(RecordError::at(
             "account_not_vendor",
             vendor.field.clone(),
@@ -424,7 +436,8 @@ fn check_payments(
             "bill_has_payments",
             input.vendor.field.clone(),
             "the bill has payments applied; its vendor cannot change",
-        ));
+        )
+        .conflicting());
     }
     let total = input.total();
     if total < amount_paid {
@@ -446,7 +459,7 @@ pub struct PaymentInput {
     pub vendor: RefField,
     pub payment_date: NaiveDate,
     pub amount: Decimal,
-    pub method: String,
+    pub method: PaymentMethod,
     pub reference: Option<String>,
     pub applications: Vec<ApplicationInput>,
 }
@@ -463,17 +476,7 @@ impl PaymentInput {
         let vendor = parse_ref(&f, "vendor", true)?.expect("a required reference is present");
         let payment_date = f.required_date("payment_date")?;
         let amount = f.required_positive("amount")?;
-        let method = f.required_string("method", 32)?;
-        if !METHODS.contains(&method.as_str()) {
-            return Err(RecordError::at(
-                INVALID,
-                "method",
-                format!(
-                    "method must be one of {}, got '{method}'",
-                    METHODS.join(", ")
-                ),
-            ));
-        }
+        let method = f.required_enum("method")?;
         let reference = f.optional_string("reference", 100)?;
         let applications = f.parse_items("applications", ITEMS_MAX, |a| {
             Ok(ApplicationInput {
@@ -665,7 +668,7 @@ impl RecordByRecord for ApPayments {
         .bind(vendor_id)
         .bind(input.payment_date)
         .bind(input.amount)
-        .bind(&input.method)
+        .bind(input.method.as_str())
         .bind(&input.reference)
         .bind(provenance.map(|p| p.source))
         .bind(provenance.map(|p| p.external_id))
@@ -695,7 +698,7 @@ impl RecordByRecord for ApPayments {
         .bind(vendor_id)
         .bind(input.payment_date)
         .bind(input.amount)
-        .bind(&input.method)
+        .bind(input.method.as_str())
         .bind(&input.reference)
         .execute(&mut *conn)
         .await?;

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::canonical::{Applied, Item, Outcome, Provenance, existing_by_provenance};
 use crate::error::RecordError;
-use crate::import::{Applied, Item, Outcome, Provenance, existing_by_provenance};
 use crate::{ConflictMode, Tenant, new_id};
 
 /// A row as the batch leaves it, with `D`, what the handler derived from the

@@ -7,18 +7,18 @@
 //! stored as products of their own that live and die with their parent.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::{RecordError, violated_constraint};
-use crate::fields::Fields;
-use crate::import::{
+use crate::canonical::{
     Applied, Canonical, Item, Outcome, Provenance, WriteContext, existing_by_provenance,
 };
+use crate::error::{RecordError, violated_constraint};
+use crate::fields::Fields;
+use crate::named::named_enum;
 use crate::plan::decide_in_order;
 use crate::refs::{RefField, RefIndex, parse_ref};
 use crate::{ConflictMode, Tenant, new_id};
@@ -31,45 +31,35 @@ const PARTS_MAX: usize = 500;
 
 pub const DUPLICATE_SKU: &str = "duplicate_sku";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProductType {
-    Physical,
-    Service,
-    Kit,
-    Box,
-    VariantParent,
+named_enum! {
+    pub enum ProductType {
+        Physical = "physical",
+        Service = "service",
+        Kit = "kit",
+        Box = "box",
+        VariantParent = "variant_parent",
+    }
 }
 
-const PRODUCT_TYPES: [&str; 5] = ["physical", "service", "kit", "box", "variant_parent"];
-const VARIANT_TYPES: [&str; 2] = ["physical", "service"];
+named_enum! {
+    /// What a variant may be: a variant has neither components nor variants.
+    pub enum VariantType {
+        Physical = "physical",
+        Service = "service",
+    }
+}
 
 impl ProductType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProductType::Physical => "physical",
-            ProductType::Service => "service",
-            ProductType::Kit => "kit",
-            ProductType::Box => "box",
-            ProductType::VariantParent => "variant_parent",
-        }
-    }
-
     fn has_components(self) -> bool {
         matches!(self, ProductType::Kit | ProductType::Box)
     }
 }
 
-impl FromStr for ProductType {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "physical" => Ok(ProductType::Physical),
-            "service" => Ok(ProductType::Service),
-            "kit" => Ok(ProductType::Kit),
-            "box" => Ok(ProductType::Box),
-            "variant_parent" => Ok(ProductType::VariantParent),
-            _ => Err(()),
+impl From<VariantType> for ProductType {
+    fn from(t: VariantType) -> Self {
+        match t {
+            VariantType::Physical => ProductType::Physical,
+            VariantType::Service => ProductType::Service,
         }
     }
 }
@@ -107,7 +97,7 @@ impl ProductInput {
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
         let f = Fields::of(record, "record")?;
         let title = f.required_string("title", TITLE_MAX)?;
-        let product_type: ProductType = f.required_enum("product_type", &PRODUCT_TYPES)?;
+        let product_type: ProductType = f.required_enum("product_type")?;
         let sku = f.optional_string("sku", SKU_MAX)?;
         let description = f.optional_string("description", DESCRIPTION_MAX)?;
         let list_price = f.optional_money("list_price")?;
@@ -160,7 +150,7 @@ fn parse_variant(f: &Fields<'_>) -> Result<VariantInput, RecordError> {
     Ok(VariantInput {
         title: f.required_string("title", TITLE_MAX)?,
         sku: f.optional_string("sku", SKU_MAX)?,
-        product_type: f.required_enum("product_type", &VARIANT_TYPES)?,
+        product_type: f.required_enum::<VariantType>("product_type")?.into(),
     })
 }
 
@@ -452,7 +442,8 @@ impl<'a> Batch<'a> {
                     DUPLICATE_SKU,
                     param.clone(),
                     format!("sku '{sku}' appears more than once in this product"),
-                ));
+                )
+                .conflicting());
             }
         }
         for (param, sku) in wanted {
@@ -466,7 +457,8 @@ impl<'a> Batch<'a> {
                         "sku '{sku}' is already used by another product ({})",
                         holder.row
                     ),
-                ));
+                )
+                .conflicting());
             }
         }
         Ok(())
@@ -689,15 +681,21 @@ impl<'a> Inserts<'a> {
 /// variants another product has as components.
 fn constraint_error(err: &sqlx::Error) -> Option<RecordError> {
     match violated_constraint(err) {
-        Some("products_sku_key") => Some(RecordError::at(
-            DUPLICATE_SKU,
-            "sku",
-            "a sku of this product is already used by another product",
-        )),
-        Some("product_components_component_product_id_fkey") => Some(RecordError::new(
-            "product_in_use",
-            "a product this change removes is a component of another product",
-        )),
+        Some("products_sku_key") => Some(
+            RecordError::at(
+                DUPLICATE_SKU,
+                "sku",
+                "a sku of this product is already used by another product",
+            )
+            .conflicting(),
+        ),
+        Some("product_components_component_product_id_fkey") => Some(
+            RecordError::new(
+                "product_in_use",
+                "a product this change removes is a component of another product",
+            )
+            .conflicting(),
+        ),
         _ => None,
     }
 }
@@ -762,5 +760,16 @@ mod tests {
             .expect_err("unknown type");
         assert_eq!(err.param.as_deref(), Some("product_type"));
         assert!(err.message.contains("variant_parent"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_variant_is_physical_or_service() {
+        let err = ProductInput::parse(&json!({
+            "title": "Shirt", "product_type": "variant_parent",
+            "variants": [{"title": "Shirt S", "product_type": "kit"}]
+        }))
+        .expect_err("a kit variant");
+        assert_eq!(err.param.as_deref(), Some("variants[0].product_type"));
+        assert!(err.message.contains("physical, service"), "{}", err.message);
     }
 }

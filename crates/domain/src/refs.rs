@@ -12,9 +12,9 @@ use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use crate::Tenant;
+use crate::canonical::{WriteContext, provenance_scope};
 use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID, MISSING};
-use crate::import::{WriteContext, provenance_scope};
 
 pub const REFERENCE_NOT_FOUND: &str = "reference_not_found";
 

@@ -24,7 +24,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
-use crate::jobs::{Job, JobStatus, format_timestamp, opt_timestamp, timestamp};
+use crate::jobs::model::{Job, JobStatus, format_timestamp, opt_timestamp, timestamp};
 use crate::{Mode, Tenant, UnknownValue, new_id};
 
 /// Longest endpoint URL, in bytes.

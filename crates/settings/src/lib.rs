@@ -123,6 +123,12 @@ pub struct LogSettings {
     pub filter: String,
 }
 
+impl LogSettings {
+    pub fn is_json(&self) -> bool {
+        self.format.eq_ignore_ascii_case("json")
+    }
+}
+
 /// The key secret of a development machine. Keys hashed with it are only as
 /// safe as this public string: deployments set `ARCUS__AUTH__KEY_SECRET`.
 pub const DEVELOPMENT_KEY_SECRET: &str = "arcus-development-key-secret-change-me";

@@ -4,18 +4,18 @@
 
 pub mod metrics;
 
-use settings::LogSettings;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-/// Installs the global subscriber. Calling it twice is harmless (the second
+/// Installs the global subscriber, filtered by `RUST_LOG` or else by `filter`,
+/// writing JSON lines when `json`. Calling it twice is harmless (the second
 /// call keeps the first subscriber), which lets tests start several services
 /// in one process.
-pub fn init(settings: &LogSettings) {
+pub fn init(filter: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.filter))
+        .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
-    let result = if settings.format.eq_ignore_ascii_case("json") {
+    let result = if json {
         registry
             .with(
                 fmt::layer()

@@ -225,6 +225,7 @@ impl JobRunner {
             external_source: &job.external_source,
             conflict_mode: job.conflict_mode,
             actor: &actor,
+            may_bypass_period_check: job.may_bypass_period_check,
         };
         if job.conflict_mode == ConflictMode::Error {
             self.retrying("batch", deadline, || {

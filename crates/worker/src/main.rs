@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let settings = Settings::load()?;
-    telemetry::init(&settings.log);
+    telemetry::init(&settings.log.filter, settings.log.is_json());
     let wanted = if args.resources.is_empty() {
         settings.worker.resources.clone()
     } else {

@@ -2,12 +2,10 @@
 //! list jobs, page through or download a job's errors, and retry a job's
 //! failed records.
 
-use std::collections::HashMap;
-
 use auth::{AuthError, Principal};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +19,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::ErrorType;
+use crate::extract::{ErrorCursor, JobCursor, JobId, Paging, Params};
+use crate::request::{body_error, inspect_record};
 use crate::{ApiError, AppState, context};
 
 /// Records one request may carry.
@@ -77,14 +76,17 @@ impl BulkRequest {
 
         let records = match body.remove("records") {
             None | Some(Value::Null) => {
-                return Err(missing(
+                return Err(ApiError::missing(
                     "records",
                     "records is required: an array of 1 to 1000 objects",
                 ));
             }
             Some(Value::Array(records)) => records,
             Some(_) => {
-                return Err(invalid("records", "records must be an array of objects"));
+                return Err(ApiError::invalid(
+                    "records",
+                    "records must be an array of objects",
+                ));
             }
         };
         if records.is_empty() {
@@ -118,13 +120,13 @@ impl BulkRequest {
 
         let external_source = match body.get("external_source") {
             None | Some(Value::Null) => {
-                return Err(missing(
+                return Err(ApiError::missing(
                     "external_source",
                     "external_source is required: the system the records come from (e.g. quickbooks)",
                 ));
             }
             Some(Value::String(s)) if s.trim().is_empty() || s.contains('\0') => {
-                return Err(invalid(
+                return Err(ApiError::invalid(
                     "external_source",
                     "external_source must not be blank",
                 ));
@@ -138,7 +140,7 @@ impl BulkRequest {
             }
             Some(Value::String(s)) => s.trim().to_owned(),
             Some(_) => {
-                return Err(invalid(
+                return Err(ApiError::invalid(
                     "external_source",
                     "external_source must be a string",
                 ));
@@ -147,11 +149,11 @@ impl BulkRequest {
 
         let conflict_mode = match body.get("conflict_mode") {
             None | Some(Value::Null) => ConflictMode::default(),
-            Some(Value::String(s)) => s
-                .parse()
-                .map_err(|e: domain::UnknownValue| invalid("conflict_mode", e.to_string()))?,
+            Some(Value::String(s)) => s.parse().map_err(|e: domain::UnknownValue| {
+                ApiError::invalid("conflict_mode", e.to_string())
+            })?,
             Some(_) => {
-                return Err(invalid(
+                return Err(ApiError::invalid(
                     "conflict_mode",
                     "conflict_mode must be one of skip, update, replace, error",
                 ));
@@ -167,179 +169,10 @@ impl BulkRequest {
     }
 }
 
-fn missing(param: &'static str, message: &str) -> ApiError {
-    ApiError::bad_request("missing_parameter", message).param(param)
-}
-
-pub(crate) fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_parameter", message).param(param)
-}
-
-/// Nesting a record may have; the deepest payload of any resource is 3.
-const RECORD_DEPTH_MAX: usize = 8;
-/// Characters one string (or object key) of a record may have.
-const STRING_MAX: usize = 10_000;
-/// Bytes one record may take, measured as the sum of its strings, keys and
-/// numbers: bounds what one record costs the worker.
-const RECORD_BYTES_MAX: usize = 256 * 1024;
-
-/// Refuses a record no resource could accept and that would only cost us to
-/// carry: too deep, too large, an over-long string, or a NUL character (which
-/// Postgres text cannot store). `at` is the record's path (`records[3]`), or
-/// empty for a record that is the whole body.
-pub(crate) fn inspect_record(record: &Value, at: &str) -> Result<(), ApiError> {
-    let mut bytes = 0;
-    walk(record, 0, &mut bytes).map_err(|fault| fault.into_error(at))?;
-    if bytes > RECORD_BYTES_MAX {
-        let what = if at.is_empty() { "the record" } else { at };
-        let error = ApiError::bad_request(
-            "record_too_large",
-            format!(
-                "{what} holds about {bytes} bytes; a record may hold at most {RECORD_BYTES_MAX}"
-            ),
-        );
-        return Err(if at.is_empty() {
-            error
-        } else {
-            error.param(at.to_owned())
-        });
-    }
-    Ok(())
-}
-
-/// What [`walk`] refused, and where: the path is gathered on the way back
-/// up, so a valid record, the common case, costs no path at all.
-struct Fault<'a> {
-    kind: FaultKind,
-    /// From the faulty value up to the record.
-    path: Vec<Step<'a>>,
-}
-
-enum FaultKind {
-    TooDeep,
-    Nul,
-    TooLong,
-}
-
-enum Step<'a> {
-    Index(usize),
-    Key(&'a str),
-}
-
-impl Fault<'_> {
-    fn new(kind: FaultKind) -> Self {
-        Self {
-            kind,
-            path: Vec::new(),
-        }
-    }
-
-    fn into_error(self, at: &str) -> ApiError {
-        let mut path = at.to_owned();
-        for step in self.path.iter().rev() {
-            match step {
-                Step::Index(i) => path.push_str(&format!("[{i}]")),
-                Step::Key(key) => {
-                    let shown: String = key.replace('\0', "\\u0000").chars().take(64).collect();
-                    if !path.is_empty() {
-                        path.push('.');
-                    }
-                    path.push_str(&shown);
-                }
-            }
-        }
-        let (code, message) = match self.kind {
-            FaultKind::TooDeep => (
-                "record_too_deep",
-                format!("{path} is nested more than {RECORD_DEPTH_MAX} levels deep"),
-            ),
-            FaultKind::Nul => (
-                "invalid_character",
-                format!("{path} contains a NUL character, which cannot be stored"),
-            ),
-            FaultKind::TooLong => (
-                "string_too_long",
-                format!("{path} is longer than {STRING_MAX} characters"),
-            ),
-        };
-        ApiError::bad_request(code, message).param(path)
-    }
-}
-
-fn walk<'a>(value: &'a Value, depth: usize, bytes: &mut usize) -> Result<(), Fault<'a>> {
-    if depth > RECORD_DEPTH_MAX {
-        return Err(Fault::new(FaultKind::TooDeep));
-    }
-    let check_string = |s: &str| {
-        if s.contains('\0') {
-            return Err(Fault::new(FaultKind::Nul));
-        }
-        // Bytes bound characters: only a long string needs counting.
-        if s.len() > STRING_MAX && s.chars().count() > STRING_MAX {
-            return Err(Fault::new(FaultKind::TooLong));
-        }
-        Ok(())
-    };
-    match value {
-        Value::String(s) => {
-            check_string(s)?;
-            *bytes += s.len();
-        }
-        Value::Number(n) => *bytes += n.as_str().len(),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                walk(item, depth + 1, bytes).map_err(|mut fault| {
-                    fault.path.push(Step::Index(i));
-                    fault
-                })?;
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map {
-                check_string(key)
-                    .and_then(|()| walk(item, depth + 1, bytes))
-                    .map_err(|mut fault| {
-                        fault.path.push(Step::Key(key));
-                        fault
-                    })?;
-                *bytes += key.len();
-            }
-        }
-        Value::Null | Value::Bool(_) => *bytes += 4,
-    }
-    Ok(())
-}
-
-/// A body that could not be read: too large, or cut off.
-pub(crate) fn body_error(e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorType::ValidationError,
-            "payload_too_large",
-            "the request body is larger than this service accepts",
-        )
-        .hint("send fewer or smaller records per request")
-    } else {
-        ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
-    }
-}
-
 fn parse_resource(name: &str) -> Result<Resource, ApiError> {
     name.parse().map_err(|e: domain::UnknownValue| {
         ApiError::not_found("unknown_resource", e.to_string()).param("resource")
     })
-}
-
-fn parse_bool(query: &HashMap<String, String>, name: &'static str) -> Result<bool, ApiError> {
-    match query.get(name).map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(invalid(
-            name,
-            format!("{name} must be true or false, got '{other}'"),
-        )),
-    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
@@ -367,12 +200,12 @@ async fn submit_bulk(
     State(state): State<AppState>,
     principal: Principal,
     Path((_entity_id, resource)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    params: Params,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let resource = parse_resource(&resource)?;
-    let dry_run = parse_bool(&query, "dry_run")?;
+    let dry_run = params.flag("dry_run")?;
     let key = idempotency_key(&headers)?;
     let body = body.map_err(body_error)?;
     // Parsing and checking a thousand records takes milliseconds of CPU: off
@@ -395,6 +228,7 @@ async fn submit_bulk(
             external_source: &request.external_source,
             conflict_mode: request.conflict_mode,
             actor: &actor,
+            may_bypass_period_check: principal.may_bypass_period_check(),
         };
         let records = request.records.as_array().expect("parse keeps an array");
         let mut tx = state.pool.begin().await?;
@@ -441,6 +275,7 @@ async fn submit_bulk(
             request_id: context::request_id(&headers),
             submitted_by: Some(principal.key_id),
             retry_of: None,
+            may_bypass_period_check: principal.may_bypass_period_check(),
         },
         idempotency,
     )
@@ -488,17 +323,12 @@ fn submission_response(state: &AppState, resource: Resource, submission: Submiss
 async fn get_job(
     State(state): State<AppState>,
     principal: Principal,
-    Path((_entity_id, job_id)): Path<(String, String)>,
+    JobId(job_id): JobId,
 ) -> Result<Response, ApiError> {
-    let job_id = self::job_id(&job_id)?;
     match jobs::get(&state.pool, principal.tenant(), job_id).await? {
         Some(job) => Ok(Json(job).into_response()),
         None => Err(no_such_job(job_id)),
     }
-}
-
-fn job_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| invalid("job_id", "job_id must be a UUID"))
 }
 
 fn no_such_job(job_id: Uuid) -> ApiError {
@@ -511,38 +341,26 @@ fn no_such_job(job_id: Uuid) -> ApiError {
 async fn job_errors(
     State(state): State<AppState>,
     principal: Principal,
-    Path((_entity_id, job_id_raw)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    JobId(job_id): JobId,
+    page: Paging<ErrorCursor>,
 ) -> Result<Response, ApiError> {
-    let job_id = job_id(&job_id_raw)?;
-    match query.get("format").map(String::as_str) {
-        None | Some("json") => {}
-        Some("csv") => return errors_csv(&state, &principal, job_id).await,
-        Some(other) => {
-            return Err(invalid(
-                "format",
-                format!("format must be json or csv, got '{other}'"),
-            ));
-        }
+    let csv = page
+        .params
+        .read("format", "json or csv", |f| match f {
+            "json" => Some(false),
+            "csv" => Some(true),
+            _ => None,
+        })?
+        .unwrap_or(false);
+    if csv {
+        return errors_csv(&state, &principal, job_id).await;
     }
-    let limit = super::limit(&query)?;
-    let starting_after = query
-        .get("starting_after")
-        .map(|raw| {
-            raw.parse::<u32>().map_err(|_| {
-                invalid(
-                    "starting_after",
-                    format!("starting_after must be a record index (a whole number), got '{raw}'"),
-                )
-            })
-        })
-        .transpose()?;
     let page = jobs::errors_page(
         &state.pool,
         principal.tenant(),
         job_id,
-        starting_after,
-        limit,
+        page.starting_after,
+        page.limit,
     )
     .await?
     .ok_or_else(|| no_such_job(job_id))?;
@@ -619,10 +437,9 @@ fn csv_error(e: csv::Error) -> ApiError {
 async fn retry_job(
     State(state): State<AppState>,
     principal: Principal,
-    Path((_entity_id, job_id_raw)): Path<(String, String)>,
+    JobId(job_id): JobId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let job_id = job_id(&job_id_raw)?;
     let key = idempotency_key(&headers)?;
     let tenant = principal.tenant();
     let (job, failed) = jobs::failed_records(&state.pool, tenant, job_id)
@@ -670,6 +487,7 @@ async fn retry_job(
             request_id: context::request_id(&headers),
             submitted_by: Some(principal.key_id),
             retry_of: Some(job_id),
+            may_bypass_period_check: principal.may_bypass_period_check(),
         },
         key.map(|key| Idempotency {
             key,
@@ -684,13 +502,13 @@ async fn retry_job(
 async fn list_jobs(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<HashMap<String, String>>,
+    page: Paging<JobCursor>,
 ) -> Result<Response, ApiError> {
-    let filter = list_filter(&query)?;
+    let filter = list_filter(page)?;
     let page = jobs::list(&state.pool, principal.tenant(), &filter)
         .await
         .map_err(|e| match e {
-            ListError::UnknownCursor => invalid(
+            ListError::UnknownCursor => ApiError::invalid(
                 "starting_after",
                 "starting_after must be the id of one of this entity's jobs",
             ),
@@ -699,84 +517,24 @@ async fn list_jobs(
     Ok(Json(super::list_page(&page.jobs, page.has_more, |j| j.id)).into_response())
 }
 
-fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
-    let limit = super::limit(query)?;
-    let resource = query
-        .get("resource")
-        .map(|r| {
-            r.parse::<Resource>()
-                .map_err(|e| invalid("resource", e.to_string()))
-        })
-        .transpose()?;
-    let status = query
-        .get("status")
-        .map(|s| {
-            s.parse::<JobStatus>()
-                .map_err(|e| invalid("status", e.to_string()))
-        })
-        .transpose()?;
-    let created_after = query
-        .get("created_after")
-        .map(|t| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    invalid(
-                        "created_after",
-                        format!("created_after must be an RFC 3339 timestamp, got '{t}'"),
-                    )
-                })
-        })
-        .transpose()?;
-    let starting_after = query
-        .get("starting_after")
-        .map(|id| {
-            Uuid::parse_str(id)
-                .map_err(|_| invalid("starting_after", "starting_after must be a job id (UUID)"))
-        })
-        .transpose()?;
+fn list_filter(page: Paging<JobCursor>) -> Result<ListFilter, ApiError> {
+    let params = &page.params;
     Ok(ListFilter {
-        resource,
-        status,
-        created_after,
-        limit,
-        starting_after,
+        resource: params.parsed::<Resource>("resource")?,
+        status: params.parsed::<JobStatus>("status")?,
+        created_after: params.read("created_after", "an RFC 3339 timestamp", |t| {
+            DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })?,
+        limit: page.limit,
+        starting_after: page.starting_after,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hostile_records_are_located() {
-        let code = |v: &Value| {
-            inspect_record(v, "records[0]")
-                .err()
-                .map(|e| (e.code, e.param))
-        };
-        let nul = json!({"title": "ok", "variants": [{"sku": "a"}, {"sku": "b\u{0}"}]});
-        assert_eq!(
-            code(&nul),
-            Some((
-                "invalid_character".into(),
-                Some("records[0].variants[1].sku".into())
-            ))
-        );
-        let long = json!({"title": "x".repeat(STRING_MAX + 1)});
-        assert_eq!(code(&long).map(|c| c.0), Some("string_too_long".into()));
-        let mut deep = json!(1);
-        for _ in 0..10 {
-            deep = json!({"a": deep});
-        }
-        assert_eq!(code(&deep).map(|c| c.0), Some("record_too_deep".into()));
-        let big = json!({"notes": vec!["x".repeat(9_000); 40]});
-        assert_eq!(code(&big).map(|c| c.0), Some("record_too_large".into()));
-        assert_eq!(
-            code(&json!({"title": "fine", "components": [{"quantity": 1}]})),
-            None
-        );
-    }
 
     #[test]
     fn a_request_without_conflict_mode_skips() {

@@ -8,29 +8,10 @@ pub mod reconciliation;
 pub mod records;
 pub mod webhooks;
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::ApiError;
-
-/// The `limit` of a list: 1 to 100, 20 when absent.
-pub(crate) fn limit(query: &HashMap<String, String>) -> Result<u32, ApiError> {
-    match query.get("limit") {
-        None => Ok(20),
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| {
-                migration::invalid(
-                    "limit",
-                    format!("limit must be an integer from 1 to 100, got '{raw}'"),
-                )
-            }),
-    }
-}
 
 /// A page of a list in the API's shape; with more to come, `next_cursor` is
 /// the last item's cursor, the `starting_after` of the next page.

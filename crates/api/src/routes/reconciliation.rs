@@ -1,10 +1,8 @@
 //! Reconciliation, the user's proof that a migration is complete: how many
 //! records of each resource came from each source, and the trial balance.
 
-use std::collections::HashMap;
-
 use auth::Principal;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,7 +10,7 @@ use chrono::{NaiveDate, Utc};
 use domain::Resource;
 use serde_json::json;
 
-use crate::routes::migration::invalid;
+use crate::extract::Params;
 use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -51,18 +49,14 @@ async fn counts(State(state): State<AppState>, principal: Principal) -> Result<R
 async fn trial_balance(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<HashMap<String, String>>,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let as_of = match query.get("as_of_date") {
-        None => Utc::now().date_naive(),
-        Some(raw) => NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
-            invalid(
-                "as_of_date",
-                format!("as_of_date must be a date YYYY-MM-DD, got '{raw}'"),
-            )
-        })?,
-    };
-    let source = query.get("external_source").map(String::as_str);
+    let as_of = params
+        .read("as_of_date", "a date YYYY-MM-DD", |raw| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()
+        })?
+        .unwrap_or_else(|| Utc::now().date_naive());
+    let source = params.get("external_source");
     let balance =
         domain::ledger::trial_balance(&state.pool, principal.tenant(), as_of, source).await?;
     Ok(Json(json!({

@@ -2,26 +2,24 @@
 //! accounts, and create one record through the same canonical handler the
 //! bulk import uses.
 
-use std::collections::HashMap;
-
 use auth::Principal;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use domain::Resource;
 use domain::audit::Actor;
-use domain::error::{HandlerError, RecordError};
+use domain::error::{HandlerError, RecordError, RecordErrorKind};
 use domain::import::SingleContext;
 use domain::read::{self, ReadError, ReadFilter, Readable};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::error::ErrorType;
-use crate::routes::migration::{body_error, inspect_record, invalid};
+use crate::extract::{Paging, RecordCursor, RecordId};
+use crate::request::{body_error, inspect_record};
 use crate::{ApiError, AppState, context};
 
 pub fn router() -> Router<AppState> {
@@ -65,13 +63,13 @@ async fn list(
     what: Readable,
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<HashMap<String, String>>,
+    page: Paging<RecordCursor>,
 ) -> Result<Response, ApiError> {
-    let filter = read_filter(what, &query)?;
+    let filter = read_filter(what, page)?;
     let page = read::list(&state.pool, principal.tenant(), what, &filter)
         .await
         .map_err(|e| match e {
-            ReadError::UnknownCursor => invalid(
+            ReadError::UnknownCursor => ApiError::invalid(
                 "starting_after",
                 format!(
                     "starting_after must be the id of a record of {}",
@@ -87,47 +85,25 @@ async fn list(
     Ok(Json(body).into_response())
 }
 
-fn read_filter(what: Readable, query: &HashMap<String, String>) -> Result<ReadFilter, ApiError> {
-    let limit = super::limit(query)?;
-    let starting_after = query
-        .get("starting_after")
-        .map(|id| {
-            Uuid::parse_str(id).map_err(|_| {
-                invalid(
-                    "starting_after",
-                    "starting_after must be a record id (UUID)",
-                )
-            })
-        })
-        .transpose()?;
-    let include_count = match query.get("include_count").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(invalid(
-                "include_count",
-                format!("include_count must be true or false, got '{other}'"),
-            ));
-        }
-    };
+fn read_filter(what: Readable, page: Paging<RecordCursor>) -> Result<ReadFilter, ApiError> {
     let mut filter = ReadFilter {
-        limit,
-        starting_after,
-        include_count,
+        limit: page.limit,
+        starting_after: page.starting_after,
+        include_count: page.params.flag("include_count")?,
         ..ReadFilter::default()
     };
     for (param, slot) in [
         ("external_source", &mut filter.external_source),
         ("external_id", &mut filter.external_id),
     ] {
-        if let Some(value) = query.get(param) {
+        if let Some(value) = page.params.get(param) {
             if !what.has_provenance() {
-                return Err(invalid(
+                return Err(ApiError::invalid(
                     param,
                     format!("{} have no provenance to filter on", name(what)),
                 ));
             }
-            *slot = Some(value.clone());
+            *slot = Some(value.to_owned());
         }
     }
     Ok(filter)
@@ -138,9 +114,8 @@ async fn fetch(
     what: Readable,
     State(state): State<AppState>,
     principal: Principal,
-    Path((_entity_id, id)): Path<(String, String)>,
+    RecordId(id): RecordId,
 ) -> Result<Response, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| invalid("id", "the id must be a UUID"))?;
     match read::get(&state.pool, principal.tenant(), what, id).await? {
         Some(record) => Ok(Json(record).into_response()),
         None => Err(ApiError::not_found(
@@ -174,7 +149,7 @@ async fn create(
     let actor = Actor::key(principal.key_id, context::request_id(&headers));
     let single = SingleContext {
         tenant,
-        may_bypass_period_check: principal.has("migration:write"),
+        may_bypass_period_check: principal.may_bypass_period_check(),
         actor: &actor,
     };
     let mut tx = state.pool.begin().await?;
@@ -193,11 +168,9 @@ async fn create(
 /// A record refused by its canonical handler: 409 when it collides with
 /// what is stored, 422 when the record itself is wrong.
 fn record_error(e: RecordError) -> ApiError {
-    let (status, kind) = match e.code {
-        "external_id_conflict" | "duplicate_sku" | "product_in_use" | "bill_has_payments" => {
-            (StatusCode::CONFLICT, ErrorType::Conflict)
-        }
-        _ => (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::ValidationError),
+    let (status, kind) = match e.kind {
+        RecordErrorKind::Conflict => (StatusCode::CONFLICT, ErrorType::Conflict),
+        RecordErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, ErrorType::ValidationError),
     };
     let mut error = ApiError::new(status, kind, e.code, e.message);
     error.param = e.param;

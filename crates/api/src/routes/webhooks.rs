@@ -4,12 +4,10 @@
 //! entity and mode, like everything else: a test key's endpoints hear of
 //! test jobs only.
 
-use std::collections::HashMap;
-
 use auth::Principal;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -19,7 +17,8 @@ use domain::webhooks::{self, CreateError, EndpointUrl, EventType, MAX_ENDPOINTS,
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::routes::migration::{body_error, invalid};
+use crate::extract::{DeliveryCursor, EndpointId, Paging};
+use crate::request::body_error;
 use crate::{ApiError, AppState, context};
 
 pub fn router() -> Router<AppState> {
@@ -68,17 +67,19 @@ impl CreateRequest {
                 UrlError::TooLong => {
                     ApiError::bad_request("parameter_too_long", e.to_string()).param("url")
                 }
-                UrlError::Credentials => invalid("url", e.to_string())
+                UrlError::Credentials => ApiError::invalid("url", e.to_string())
                     .hint("check the Arcus-Signature header to know a request is ours"),
-                UrlError::Malformed(_) | UrlError::Scheme(_) => invalid("url", e.to_string())
-                    .hint("give a full URL such as https://example.com/webhooks/arcus"),
+                UrlError::Malformed(_) | UrlError::Scheme(_) => {
+                    ApiError::invalid("url", e.to_string())
+                        .hint("give a full URL such as https://example.com/webhooks/arcus")
+                }
             })?,
-            Some(_) => return Err(invalid("url", "url must be a string")),
+            Some(_) => return Err(ApiError::invalid("url", "url must be a string")),
         };
         let events = match body.get("events") {
             None | Some(Value::Null) => EventType::ALL.to_vec(),
             Some(Value::Array(items)) if items.is_empty() => {
-                return Err(invalid(
+                return Err(ApiError::invalid(
                     "events",
                     "events must name at least one event type; leave it out to receive all",
                 ));
@@ -101,7 +102,7 @@ impl CreateRequest {
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => {
-                return Err(invalid(
+                return Err(ApiError::invalid(
                     "events",
                     format!(
                         "events must be an array of event types: {}",
@@ -154,10 +155,6 @@ async fn list_endpoints(
     Ok(Json(super::list_page(&endpoints, false, |e| e.id)).into_response())
 }
 
-fn parse_endpoint_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| invalid("endpoint_id", "endpoint_id must be a UUID"))
-}
-
 fn no_endpoint(id: Uuid) -> ApiError {
     ApiError::not_found("not_found", format!("no webhook endpoint {id}"))
 }
@@ -167,9 +164,8 @@ async fn delete_endpoint(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path((_entity_id, endpoint_id)): Path<(String, String)>,
+    EndpointId(id): EndpointId,
 ) -> Result<Response, ApiError> {
-    let id = parse_endpoint_id(&endpoint_id)?;
     let actor = Actor::key(principal.key_id, context::request_id(&headers));
     if !webhooks::delete(&state.pool, principal.tenant(), id, &actor).await? {
         return Err(no_endpoint(id));
@@ -182,25 +178,18 @@ async fn delete_endpoint(
 async fn list_deliveries(
     State(state): State<AppState>,
     principal: Principal,
-    Path((_entity_id, endpoint_id)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
+    EndpointId(id): EndpointId,
+    page: Paging<DeliveryCursor>,
 ) -> Result<Response, ApiError> {
-    let id = parse_endpoint_id(&endpoint_id)?;
-    let limit = super::limit(&query)?;
-    let starting_after = query
-        .get("starting_after")
-        .map(|raw| {
-            Uuid::parse_str(raw).map_err(|_| {
-                invalid(
-                    "starting_after",
-                    "starting_after must be a delivery id (UUID)",
-                )
-            })
-        })
-        .transpose()?;
-    let page = webhooks::deliveries(&state.pool, principal.tenant(), id, limit, starting_after)
-        .await?
-        .ok_or_else(|| no_endpoint(id))?;
+    let page = webhooks::deliveries(
+        &state.pool,
+        principal.tenant(),
+        id,
+        page.limit,
+        page.starting_after,
+    )
+    .await?
+    .ok_or_else(|| no_endpoint(id))?;
     Ok(Json(super::list_page(&page.deliveries, page.has_more, |d| d.id)).into_response())
 }
 

@@ -1,10 +1,7 @@
-//! The test harness: each test gets its own database and its own queue names on
-//! the real Postgres and RabbitMQ, the real router served over HTTP on a free
-//! port, and as many real workers as it asks for, all in this process.
-//!
-//! Service URLs come from `ARCUS_TEST_DATABASE_URL` (a server URL whose user
-//! may create databases) and `ARCUS_TEST_AMQP_URL`; without them, Postgres and
-//! RabbitMQ are started with testcontainers, which needs a Docker engine.
+//! The test harness: each test gets its own database (`testkit`) and its own
+//! queue names on the real Postgres and RabbitMQ, the real router served over
+//! HTTP on a free port, and as many real workers as it asks for, all in this
+//! process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,84 +12,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use settings::{SecretString, Settings};
 use sqlx::PgPool;
-use tokio::sync::{OnceCell, oneshot};
+use testkit::TestDatabase;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// Every scope a key can have.
 pub const ALL_SCOPES: &[&str] = &domain::SCOPES;
-
-struct Services {
-    /// A server URL; test databases are created next to its database.
-    database_url: String,
-    amqp_url: String,
-}
-
-static SERVICES: OnceCell<Services> = OnceCell::const_new();
-
-async fn services() -> &'static Services {
-    SERVICES
-        .get_or_init(|| async {
-            match (
-                std::env::var("ARCUS_TEST_DATABASE_URL"),
-                std::env::var("ARCUS_TEST_AMQP_URL"),
-            ) {
-                (Ok(database_url), Ok(amqp_url)) => Services {
-                    database_url,
-                    amqp_url,
-                },
-                _ => start_containers().await,
-            }
-        })
-        .await
-}
-
-/// Starts Postgres and RabbitMQ in containers for this test process. They are
-/// kept for the life of the process, and testcontainers removes them after it.
-async fn start_containers() -> Services {
-    use testcontainers_modules::postgres::Postgres;
-    use testcontainers_modules::rabbitmq::RabbitMq;
-    use testcontainers_modules::testcontainers::runners::AsyncRunner;
-
-    let postgres = Postgres::default()
-        .start()
-        .await
-        .expect("without ARCUS_TEST_DATABASE_URL the tests start Postgres in Docker");
-    let rabbitmq = RabbitMq::default()
-        .start()
-        .await
-        .expect("without ARCUS_TEST_AMQP_URL the tests start RabbitMQ in Docker");
-    let pg_host = postgres.get_host().await.expect("container host");
-    let pg_port = postgres
-        .get_host_port_ipv4(5432)
-        .await
-        .expect("postgres port");
-    let mq_host = rabbitmq.get_host().await.expect("container host");
-    let mq_port = rabbitmq
-        .get_host_port_ipv4(5672)
-        .await
-        .expect("rabbitmq port");
-    let services = Services {
-        database_url: format!("postgres://postgres:postgres@{pg_host}:{pg_port}/postgres"),
-        amqp_url: format!("amqp://guest:guest@{mq_host}:{mq_port}/%2f"),
-    };
-    // The containers must outlive every test of this process.
-    Box::leak(Box::new((postgres, rabbitmq)));
-    services
-}
-
-/// Swaps the database name of a Postgres URL.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
-    match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    }
-}
 
 /// A running worker of a test app.
 pub struct WorkerHandle {
@@ -123,8 +49,8 @@ pub struct TestApp {
     pub entity_id: Uuid,
     /// A test-mode key with every scope.
     pub key: String,
-    database_name: String,
-    admin_url: String,
+    /// Dropped after the services stop, and the database with it.
+    _database: TestDatabase,
     api_stop: Option<oneshot::Sender<()>>,
     pub workers: Vec<WorkerHandle>,
 }
@@ -161,12 +87,9 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
-    let services = services().await;
-    let database_name = format!("arcus_test_{}", Uuid::new_v4().simple());
-    let database_url = with_database(&services.database_url, &database_name);
-    domain::db::create_and_migrate(&database_url)
-        .await
-        .expect("test database is created and migrated");
+    let services = testkit::services().await;
+    let database = TestDatabase::create(5).await;
+    let database_url = database.url.clone();
 
     let mut settings = Settings::load_from(None).expect("default settings");
     settings.database.url = SecretString::from(database_url.clone());
@@ -199,9 +122,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         let _ = api_stopped.await;
     }));
 
-    let pool = domain::db::connect(&database_url, 5)
-        .await
-        .expect("test pool connects");
+    let pool = database.pool.clone();
     let entity = domain::entities::create(&pool, "Test Co")
         .await
         .expect("entity is created");
@@ -228,8 +149,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         settings,
         entity_id: entity.id,
         key,
-        database_name,
-        admin_url: services.database_url.clone(),
+        _database: database,
         api_stop: Some(api_stop),
         workers: Vec::new(),
     };
@@ -545,21 +465,11 @@ pub fn openapi() -> Value {
     api::openapi::document()
 }
 
-/// Waits for a condition with a deadline.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use testkit::eventually;
 
 impl Drop for TestApp {
-    /// Leaves nothing behind: the database and the queues go.
+    /// Leaves nothing behind: the queues go here, the database with
+    /// `_database` after it.
     fn drop(&mut self) {
         if let Some(stop) = self.api_stop.take() {
             let _ = stop.send(());
@@ -569,8 +479,6 @@ impl Drop for TestApp {
                 let _ = stop.send(());
             }
         }
-        let admin_url = self.admin_url.clone();
-        let database = self.database_name.clone();
         let amqp_url = self.settings.amqp.url().to_owned();
         let queues = self.topology().queues();
         let exchanges = [
@@ -583,13 +491,6 @@ impl Drop for TestApp {
                 .build()
                 .expect("cleanup runtime");
             runtime.block_on(async move {
-                if let Ok(pool) = domain::db::connect(&admin_url, 1).await {
-                    let _ =
-                        sqlx::query(&format!("drop database if exists {database} with (force)"))
-                            .execute(&pool)
-                            .await;
-                    pool.close().await;
-                }
                 if let Ok(conn) = queue::connect(&amqp_url, "test cleanup").await {
                     if let Ok(channel) = conn.create_channel().await {
                         for q in queues {

@@ -2,7 +2,6 @@
 
 mod auth;
 mod bad_input;
-mod batch_equivalence;
 mod conflict_modes;
 mod console;
 mod dry_run;
@@ -13,7 +12,6 @@ mod importer;
 mod job_errors;
 mod jobs;
 mod operations;
-mod plans;
 mod products;
 mod reconciliation;
 mod records;

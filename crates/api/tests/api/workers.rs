@@ -144,6 +144,7 @@ async fn a_committed_job_the_api_never_published_is_relayed_by_a_worker() {
             request_id: None,
             submitted_by: None,
             retry_of: None,
+            may_bypass_period_check: true,
         },
         None,
     )
@@ -245,6 +246,7 @@ async fn a_job_whose_worker_died_is_resumed_at_its_checkpoint_and_the_dead_worke
         resource: dead.resource,
         external_source: &dead.external_source,
         conflict_mode: dead.conflict_mode,
+        may_bypass_period_check: dead.may_bypass_period_check,
     };
     let tally = domain::import::import_records(&mut tx, &ctx, &records, 0)
         .await

@@ -6,21 +6,6 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// A Postgres server URL whose user may create databases.
-fn server_url() -> String {
-    std::env::var("ARCUS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn database_url(name: &str) -> String {
-    let server = server_url();
-    let base = server
-        .rsplit_once('/')
-        .map_or(server.as_str(), |(s, _)| s)
-        .to_owned();
-    format!("{base}/{name}")
-}
-
 /// A database that exists only for one test and is dropped after it, with
 /// the key secret the test's commands run with.
 struct Database {
@@ -31,7 +16,7 @@ struct Database {
 impl Database {
     fn new() -> Self {
         Self {
-            name: format!("arcus_cli_{}", Uuid::new_v4().simple()),
+            name: testkit::unique_name("arcus_cli"),
             secret: format!("cli-test-secret-{}", Uuid::new_v4()),
         }
     }
@@ -41,7 +26,7 @@ impl Database {
     }
 
     fn url(&self) -> String {
-        database_url(&self.name)
+        testkit::with_database(&testkit::local_server_url(), &self.name)
     }
 
     fn arcusctl(&self, args: &[&str]) -> Output {
@@ -69,21 +54,7 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(pool) = domain::db::connect(&server_url(), 1).await {
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&pool)
-                        .await;
-                }
-            });
-        })
-        .join();
+        testkit::drop_database(&testkit::local_server_url(), &self.name);
     }
 }
 

@@ -7,31 +7,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-fn server_url() -> String {
-    std::env::var("ARCUS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn amqp_url() -> String {
-    std::env::var("ARCUS_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
 #[tokio::test]
 async fn sigterm_during_a_job_finishes_it_and_leaves_nothing_running() {
-    let name = format!("arcus_worker_{}", Uuid::new_v4().simple());
-    let server = server_url();
-    let base = server
-        .rsplit_once('/')
-        .map_or(server.as_str(), |(s, _)| s)
-        .to_owned();
-    let url = format!("{base}/{name}");
+    let database = testkit::TestDatabase::create(2).await;
+    let amqp_url = &testkit::services().await.amqp_url;
+    let (url, pool) = (&database.url, &database.pool);
     let prefix = format!("test_{}", Uuid::new_v4().simple());
-    domain::db::create_and_migrate(&url)
-        .await
-        .expect("database");
-    let pool = domain::db::connect(&url, 2).await.expect("pool");
-    let entity = domain::entities::create(&pool, "Acme")
+    let entity = domain::entities::create(pool, "Acme")
         .await
         .expect("entity");
     let records = Value::Array(
@@ -40,7 +22,7 @@ async fn sigterm_during_a_job_finishes_it_and_leaves_nothing_running() {
             .collect(),
     );
     let domain::jobs::Submission::Created(job) = domain::jobs::submit(
-        &pool,
+        pool,
         domain::jobs::NewJob {
             tenant: domain::Tenant {
                 entity_id: entity.id,
@@ -54,6 +36,7 @@ async fn sigterm_during_a_job_finishes_it_and_leaves_nothing_running() {
             request_id: None,
             submitted_by: None,
             retry_of: None,
+            may_bypass_period_check: true,
         },
         None,
     )
@@ -63,8 +46,8 @@ async fn sigterm_during_a_job_finishes_it_and_leaves_nothing_running() {
     };
 
     let mut worker = Command::new(env!("CARGO_BIN_EXE_arcus-worker"))
-        .env("ARCUS__DATABASE__URL", &url)
-        .env("ARCUS__AMQP__URL", amqp_url())
+        .env("ARCUS__DATABASE__URL", url)
+        .env("ARCUS__AMQP__URL", amqp_url)
         .env("ARCUS__AMQP__PREFIX", &prefix)
         .env("ARCUS__AMQP__RELAY_INTERVAL_MS", "100")
         .env("ARCUS__WORKER__CHUNK_SIZE", "5")
@@ -79,7 +62,7 @@ async fn sigterm_during_a_job_finishes_it_and_leaves_nothing_running() {
             "select status, processed_records from migration_jobs where id = $1",
         )
         .bind(job.id)
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await
         .expect("job")
     };
@@ -113,14 +96,8 @@ async fn sigterm_during_a_job_finishes_it_and_leaves_nothing_running() {
         "no job left running"
     );
 
-    // Leave nothing behind.
-    pool.close().await;
-    if let Ok(admin) = domain::db::connect(&server, 1).await {
-        let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-            .execute(&admin)
-            .await;
-    }
-    if let Ok(conn) = queue::connect(&amqp_url(), "test cleanup").await
+    // Leave nothing behind: the queues here, the database when it drops.
+    if let Ok(conn) = queue::connect(amqp_url, "test cleanup").await
         && let Ok(channel) = conn.create_channel().await
     {
         let topology = queue::Topology::new(&prefix);

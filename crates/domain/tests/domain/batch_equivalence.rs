@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{AppOptions, TestApp, spawn_app_with};
+use testkit::TestDatabase;
 
 const SOURCE: &str = "legacy";
 const MODES: [ConflictMode; 4] = [
@@ -116,17 +116,10 @@ async fn vendor_bills_in_one_batch_end_as_they_do_one_at_a_time() {
     compare_seeds(Resource::VendorBills, setup, |rng| bill(rng, None)).await;
 }
 
-/// An app whose jobs nobody processes: these tests call the import directly.
-async fn app_without_workers() -> (TestApp, Tenant) {
-    let app = spawn_app_with(AppOptions {
-        workers: 0,
-        ..AppOptions::default()
-    })
-    .await;
-    let tenant = Tenant {
-        entity_id: app.entity_id,
-        mode: Mode::Test,
-    };
+/// A database with one entity: these tests call the import directly.
+async fn app_without_workers() -> (TestDatabase, Tenant) {
+    let app = TestDatabase::create(5).await;
+    let tenant = app.tenant().await;
     (app, tenant)
 }
 
@@ -221,6 +214,7 @@ async fn a_record_a_concurrent_job_inserts_first_is_applied_to_it() {
         external_source: SOURCE,
         conflict_mode: ConflictMode::Skip,
         actor: &actor,
+        may_bypass_period_check: true,
     };
     let mut other = app.pool.begin().await.expect("tx");
     let first = [json!({"external_id": "P7", "title": "Other job", "product_type": "physical"})];
@@ -241,7 +235,7 @@ async fn a_record_a_concurrent_job_inserts_first_is_applied_to_it() {
         .await
     });
     // The batch's insert waits on the other job's uncommitted row.
-    crate::helpers::eventually("the batch waits on the other job's row", || async {
+    testkit::eventually("the batch waits on the other job's row", || async {
         let waiting: i64 = sqlx::query_scalar(
             "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
         )
@@ -587,11 +581,7 @@ async fn compare_seeds(
     setup: impl Fn(&mut StdRng) -> Vec<(Resource, Vec<Value>)>,
     record: impl Fn(&mut StdRng) -> Value,
 ) {
-    let app = spawn_app_with(AppOptions {
-        workers: 0,
-        ..AppOptions::default()
-    })
-    .await;
+    let app = TestDatabase::create(5).await;
     for seed in 0..4 {
         let mut rng = StdRng::seed_from_u64(seed);
         let setup = setup(&mut rng);
@@ -669,6 +659,7 @@ async fn import(
         external_source: SOURCE,
         conflict_mode,
         actor: &actor,
+        may_bypass_period_check: true,
     };
     let mut tx = pool.begin().await.expect("tx");
     let result = if one_at_a_time {
