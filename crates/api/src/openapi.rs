@@ -7,11 +7,7 @@
 
 use axum::http::Method;
 use domain::Resource;
-use domain::accounts::{AccountType, AddressType};
-use domain::named::Named;
-use domain::orders::DocumentType;
-use domain::payables::PaymentMethod;
-use domain::products::{ProductType, VariantType};
+use domain::spec::{self, Field, Kind};
 use serde_json::{Map, Value, json};
 
 use crate::authz::{Policy, policy};
@@ -66,263 +62,103 @@ fn object(required: &[&str], properties: Vec<(&str, Value)>) -> Value {
     json!({"type": "object", "required": required, "properties": properties})
 }
 
-/// `<name>_id` or `<name>_external_id`: exactly one of them.
-fn reference_pair(
-    what: &str,
-    properties: &mut Vec<(&'static str, Value)>,
-    id: &'static str,
-    external: &'static str,
-) {
-    properties.push((id, uuid(&format!("The {what}'s id; or give {external}."))));
-    properties.push((
-        external,
-        string(&format!(
-            "The {what}'s external_id from the same external_source; or give {id}."
-        )),
-    ));
+/// The schema of a value of `kind`, with its limits.
+fn kind_schema(kind: Kind) -> Value {
+    // Money is an exact decimal of a numeric(19, 4) column.
+    let decimal = |bound: &str| json!({"type": "number", bound: 0, "exclusiveMaximum": 1e15, "multipleOf": 0.0001});
+    match kind {
+        Kind::Text { max } => json!({"type": "string", "maxLength": max, "pattern": "\\S"}),
+        Kind::Money => decimal("minimum"),
+        Kind::Positive => decimal("exclusiveMinimum"),
+        Kind::Count => json!({"type": "integer", "minimum": 1, "maximum": i32::MAX}),
+        Kind::Date => json!({"type": "string", "format": "date"}),
+        Kind::Bool => json!({"type": "boolean"}),
+        Kind::Enum(names) => json!({"type": "string", "enum": names}),
+        Kind::Items { min, max, of } => {
+            json!({"type": "array", "minItems": min, "maxItems": max, "items": fields_schema(of)})
+        }
+        Kind::Reference | Kind::GlAccount => unreachable!("a pair of properties"),
+    }
 }
 
-fn gl_pair(properties: &mut Vec<(&'static str, Value)>) {
-    properties.push((
-        "gl_account_id",
-        uuid("A postable GL account's id; or give gl_account_number."),
-    ));
-    properties.push((
-        "gl_account_number",
-        string("A postable GL account's number (e.g. 6010); or give gl_account_id."),
-    ));
+/// `schema` as an optional field has it: null stands for absent.
+fn nullable(mut schema: Value) -> Value {
+    if let Some(kind) = schema["type"].as_str() {
+        schema["type"] = json!([kind, "null"]);
+    }
+    if let Some(names) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+        names.push(Value::Null);
+    }
+    schema
+}
+
+fn described(mut schema: Value, about: &str) -> Value {
+    if !about.is_empty() {
+        schema["description"] = json!(about);
+    }
+    schema
+}
+
+/// The object schema of the fields a record (or an item of one) declares:
+/// built from the declarations the parser reads them by (`domain::spec`).
+fn fields_schema(fields: &[Field]) -> Value {
+    let mut required = Vec::new();
+    let mut properties = Map::new();
+    for field in fields {
+        let pair = match field.kind {
+            Kind::Reference => Some((
+                kind_schema(Kind::Text {
+                    max: spec::EXTERNAL_ID_MAX,
+                }),
+                "its external_id from the same external_source",
+            )),
+            Kind::GlAccount => Some((
+                kind_schema(Kind::Text {
+                    max: spec::GL_NUMBER_MAX,
+                }),
+                "its account number (e.g. 6010)",
+            )),
+            _ => None,
+        };
+        match pair {
+            Some((other, by_other)) => {
+                let [id, other_name] =
+                    <[String; 2]>::try_from(field.names()).expect("a reference has two names");
+                let how_many = if field.required {
+                    "exactly one"
+                } else {
+                    "at most one"
+                };
+                let about = format!(
+                    "{} By id or by {by_other}: {how_many} of {id} and {other_name}.",
+                    field.about
+                );
+                let about = about.trim_start();
+                properties.insert(
+                    id.clone(),
+                    described(nullable(json!({"type": "string", "format": "uuid"})), about),
+                );
+                properties.insert(other_name, described(nullable(other), about));
+            }
+            None => {
+                let schema = kind_schema(field.kind);
+                let schema = if field.required {
+                    required.push(field.name);
+                    schema
+                } else {
+                    nullable(schema)
+                };
+                properties.insert(field.name.to_owned(), described(schema, field.about));
+            }
+        }
+    }
+    json!({"type": "object", "required": required, "properties": properties})
 }
 
 /// The canonical create payload of a resource (what a bulk record holds,
 /// less `external_id`).
 fn create_payload(resource: Resource) -> Value {
-    match resource {
-        Resource::Accounts => object(
-            &["name", "account_type"],
-            vec![
-                ("name", string("At most 200 characters.")),
-                (
-                    "account_type",
-                    one_of(
-                        AccountType::NAMES,
-                        "business, individual and lead are customers; vendor is a supplier.",
-                    ),
-                ),
-                ("email", string("An email address.")),
-                ("phone", string("At most 50 characters.")),
-                ("credit_limit", money("Credit limit.")),
-                (
-                    "addresses",
-                    array(
-                        object(
-                            &["type"],
-                            vec![
-                                ("type", one_of(AddressType::NAMES, "Address type.")),
-                                ("line1", string("")),
-                                ("line2", string("")),
-                                ("city", string("")),
-                                ("state", string("")),
-                                ("zip", string("")),
-                                ("country", string("")),
-                                (
-                                    "is_default_billing",
-                                    json!({"type": "boolean", "description": "At most one per account."}),
-                                ),
-                                (
-                                    "is_default_shipping",
-                                    json!({"type": "boolean", "description": "At most one per account."}),
-                                ),
-                            ],
-                        ),
-                        "Addresses, replaced as one unit on update.",
-                    ),
-                ),
-            ],
-        ),
-        Resource::Products => {
-            let mut component = Vec::new();
-            reference_pair(
-                "component product",
-                &mut component,
-                "product_id",
-                "product_external_id",
-            );
-            component.push(("quantity", money("Greater than 0.")));
-            object(
-                &["title", "product_type"],
-                vec![
-                    ("title", string("At most 255 characters.")),
-                    ("product_type", one_of(ProductType::NAMES, "Product type.")),
-                    (
-                        "sku",
-                        string(
-                            "Unique per entity and mode, variants included; at most 100 characters.",
-                        ),
-                    ),
-                    ("description", string("At most 10,000 characters.")),
-                    ("list_price", money("List price, not negative.")),
-                    ("cost", money("Cost, not negative.")),
-                    (
-                        "components",
-                        array(
-                            object(&["quantity"], component),
-                            "Kits and boxes only; may name a product earlier in the same batch.",
-                        ),
-                    ),
-                    (
-                        "variants",
-                        array(
-                            object(
-                                &["title", "product_type"],
-                                vec![
-                                    ("title", string("")),
-                                    ("sku", string("")),
-                                    ("product_type", one_of(VariantType::NAMES, "")),
-                                ],
-                            ),
-                            "Variant parents only.",
-                        ),
-                    ),
-                ],
-            )
-        }
-        Resource::Orders => {
-            let mut properties = vec![(
-                "document_type",
-                one_of(DocumentType::NAMES, "Default sales_order."),
-            )];
-            reference_pair(
-                "account (a customer; a vendor for purchase orders)",
-                &mut properties,
-                "account_id",
-                "account_external_id",
-            );
-            let mut line = Vec::new();
-            reference_pair("product", &mut line, "product_id", "product_external_id");
-            line.push(("quantity", json!({"type": "integer", "minimum": 1})));
-            line.push((
-                "sell_rate",
-                money("Unit price; defaults to the product's list_price."),
-            ));
-            properties.extend([
-                ("order_date", date("Order date.")),
-                ("notes", string("At most 5,000 characters.")),
-                (
-                    "line_items",
-                    array(
-                        object(&["quantity"], line),
-                        "At least one; replaced as one unit on update.",
-                    ),
-                ),
-            ]);
-            object(&["order_date", "line_items"], properties)
-        }
-        Resource::JournalEntries => {
-            let mut line = Vec::new();
-            gl_pair(&mut line);
-            line.extend([
-                (
-                    "debit_amount",
-                    money("Exactly one of debit_amount and credit_amount is greater than 0."),
-                ),
-                (
-                    "credit_amount",
-                    money("Exactly one of debit_amount and credit_amount is greater than 0."),
-                ),
-                ("description", string("")),
-            ]);
-            object(
-                &["entry_date", "lines"],
-                vec![
-                    (
-                        "entry_date",
-                        date(
-                            "Refused in a closed period (period_closed) unless bypass_period_check.",
-                        ),
-                    ),
-                    ("description", string("")),
-                    (
-                        "bypass_period_check",
-                        json!({"type": "boolean", "description": "Post into a closed period; needs migration:write. Audited."}),
-                    ),
-                    (
-                        "lines",
-                        array(
-                            object(&[], line),
-                            "At least 2; debits must equal credits (gl_imbalance).",
-                        ),
-                    ),
-                ],
-            )
-        }
-        Resource::VendorBills => {
-            let mut properties = Vec::new();
-            reference_pair(
-                "vendor account",
-                &mut properties,
-                "vendor_id",
-                "vendor_external_id",
-            );
-            let mut item = vec![
-                ("description", string("")),
-                ("quantity", money("Default 1.")),
-                ("unit_cost", money("unit_cost or amount; both must agree.")),
-                ("amount", money("unit_cost or amount; both must agree.")),
-            ];
-            reference_pair(
-                "product (optional)",
-                &mut item,
-                "product_id",
-                "product_external_id",
-            );
-            gl_pair(&mut item);
-            properties.extend([
-                ("bill_date", date("Bill date.")),
-                ("due_date", date("Not before bill_date.")),
-                ("vendor_invoice_number", string("")),
-                ("notes", string("")),
-                (
-                    "items",
-                    array(
-                        object(&[], item),
-                        "At least one; replaced as one unit on update.",
-                    ),
-                ),
-            ]);
-            object(&["bill_date", "items"], properties)
-        }
-        Resource::ApPayments => {
-            let mut properties = Vec::new();
-            reference_pair(
-                "vendor account",
-                &mut properties,
-                "vendor_id",
-                "vendor_external_id",
-            );
-            let mut application = Vec::new();
-            reference_pair(
-                "bill (of the same vendor, with that much open)",
-                &mut application,
-                "bill_id",
-                "bill_external_id",
-            );
-            application.push(("amount", money("Greater than 0.")));
-            properties.extend([
-                ("payment_date", date("Payment date.")),
-                ("amount", money("Greater than 0.")),
-                ("method", one_of(PaymentMethod::NAMES, "Payment method.")),
-                ("reference", string("")),
-                (
-                    "applications",
-                    array(
-                        object(&["amount"], application),
-                        "Adding up to at most amount.",
-                    ),
-                ),
-            ]);
-            object(&["payment_date", "amount", "method"], properties)
-        }
-    }
+    fields_schema(domain::import::fields(resource))
 }
 
 /// The object a resource is read back as.
@@ -606,8 +442,12 @@ fn schemas() -> Map<String, Value> {
     let mut records = Map::new();
     for resource in Resource::ALL {
         let mut payload = create_payload(resource);
-        payload["properties"]["external_id"] =
-            string("Required in a bulk record: the record's id in the source system.");
+        payload["properties"]["external_id"] = described(
+            kind_schema(Kind::Text {
+                max: spec::EXTERNAL_ID_MAX,
+            }),
+            "Required in a bulk record: the record's id in the source system. A record without it fails on its own (missing_external_id).",
+        );
         records.insert(
             resource.as_str().to_owned(),
             json!({"$ref": format!("#/components/schemas/{}Create", schema_name(resource))}),
@@ -684,7 +524,12 @@ fn schemas() -> Map<String, Value> {
                     ),
                     (
                         "external_source",
-                        json!({"type": "string", "minLength": 1, "maxLength": 60, "description": "The system the records come from (quickbooks, shopify, ...)."}),
+                        described(
+                            kind_schema(Kind::Text {
+                                max: spec::EXTERNAL_SOURCE_MAX,
+                            }),
+                            "The system the records come from (quickbooks, shopify, ...).",
+                        ),
                     ),
                     (
                         "conflict_mode",
@@ -1377,11 +1222,15 @@ fn paths() -> Map<String, Value> {
                 ),
             ],
             None,
-            vec![ok(
-                "200",
-                "A page of errors (JSON), or the CSV file.",
-                error_page,
-            )],
+            vec![{
+                let (status, mut response) = ok(
+                    "200",
+                    "A page of errors (JSON), or with format=csv the CSV file.",
+                    error_page,
+                );
+                response["content"]["text/csv"] = json!({"schema": {"type": "string"}});
+                (status, response)
+            }],
             &[("404", "not_found.")],
         ),
     );
@@ -1447,11 +1296,18 @@ fn paths() -> Map<String, Value> {
             ),
         );
         let mut payload = create_payload(resource);
-        payload["properties"]["external_source"] = string(
+        payload["properties"]["external_source"] = described(
+            nullable(kind_schema(Kind::Text {
+                max: spec::EXTERNAL_SOURCE_MAX,
+            })),
             "With external_id: the record's provenance, and the source its references by external id resolve in.",
         );
-        payload["properties"]["external_id"] =
-            string("With external_source: the record's id in the source system.");
+        payload["properties"]["external_id"] = described(
+            nullable(kind_schema(Kind::Text {
+                max: spec::EXTERNAL_ID_MAX,
+            })),
+            "With external_source: the record's id in the source system.",
+        );
         add(
             list.clone(),
             Method::POST,
@@ -1602,4 +1458,75 @@ pub fn document_text() -> String {
     let mut text = serde_json::to_string_pretty(&document()).expect("the document serializes");
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every declared field of `fields` is in `schema` with its limits, and
+    /// `schema` has no property that is not declared.
+    fn holds(schema: &Value, fields: &[Field], at: &str) {
+        let properties = schema["properties"].as_object().expect("properties");
+        let mut declared = Vec::new();
+        for field in fields {
+            for name in field.names() {
+                let property = &properties
+                    .get(&name)
+                    .unwrap_or_else(|| panic!("{at}{name} is not documented"));
+                declared.push(name.clone());
+                let limit = |key: &str| property[key].clone();
+                match field.kind {
+                    Kind::Text { max } => assert_eq!(limit("maxLength"), json!(max), "{at}{name}"),
+                    Kind::Enum(names) => {
+                        let documented: Vec<Value> = limit("enum")
+                            .as_array()
+                            .expect("enum")
+                            .iter()
+                            .filter(|v| !v.is_null())
+                            .cloned()
+                            .collect();
+                        assert_eq!(json!(documented), json!(names), "{at}{name}");
+                    }
+                    Kind::Money => assert_eq!(limit("minimum"), json!(0), "{at}{name}"),
+                    Kind::Positive => assert_eq!(limit("exclusiveMinimum"), json!(0), "{at}{name}"),
+                    Kind::Count => assert_eq!(limit("minimum"), json!(1), "{at}{name}"),
+                    Kind::Items { min, max, of } => {
+                        assert_eq!(
+                            (limit("minItems"), limit("maxItems")),
+                            (json!(min), json!(max)),
+                            "{at}{name}"
+                        );
+                        holds(&property["items"], of, &format!("{at}{name}[]."));
+                    }
+                    Kind::Reference | Kind::GlAccount => {
+                        assert!(property["type"].is_array(), "{at}{name} may be null");
+                    }
+                    Kind::Date | Kind::Bool => {}
+                }
+                let required = schema["required"]
+                    .as_array()
+                    .expect("required")
+                    .contains(&json!(name));
+                let pair = matches!(field.kind, Kind::Reference | Kind::GlAccount);
+                assert_eq!(required, field.required && !pair, "{at}{name} required");
+            }
+        }
+        for name in properties.keys() {
+            assert!(
+                declared.contains(name) || (at.is_empty() && name == "external_id"),
+                "{at}{name} is documented but not declared"
+            );
+        }
+    }
+
+    #[test]
+    fn the_record_schemas_are_the_declared_fields() {
+        let document = document();
+        for resource in Resource::ALL {
+            let schema =
+                &document["components"]["schemas"][format!("{}Create", schema_name(resource))];
+            holds(schema, domain::import::fields(resource), "");
+        }
+    }
 }

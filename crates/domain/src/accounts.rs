@@ -10,8 +10,9 @@ use uuid::Uuid;
 use crate::canonical::{Applied, Canonical, Item, WriteContext};
 use crate::error::RecordError;
 use crate::fields::{Fields, INVALID};
-use crate::named::named_enum;
+use crate::named::{Named, named_enum};
 use crate::plan::{Plan, Settled, column, decide_in_order};
+use crate::spec::{Field, Kind};
 use crate::{ConflictMode, Tenant, ledger};
 
 named_enum! {
@@ -31,6 +32,53 @@ named_enum! {
     }
 }
 const ADDRESSES_MAX: usize = 50;
+
+const NAME: Field = Field::required("name", Kind::Text { max: 200 }, "");
+const ACCOUNT_TYPE: Field = Field::required(
+    "account_type",
+    Kind::Enum(AccountType::NAMES),
+    "business, individual and lead are customers; vendor is a supplier.",
+);
+const EMAIL: Field = Field::optional("email", Kind::Text { max: 254 }, "An email address.");
+const PHONE: Field = Field::optional("phone", Kind::Text { max: 50 }, "");
+const CREDIT_LIMIT: Field = Field::optional("credit_limit", Kind::Money, "Credit limit.");
+const ADDRESS_TYPE: Field =
+    Field::required("type", Kind::Enum(AddressType::NAMES), "Address type.");
+const LINE1: Field = Field::optional("line1", Kind::Text { max: 200 }, "");
+const LINE2: Field = Field::optional("line2", Kind::Text { max: 200 }, "");
+const CITY: Field = Field::optional("city", Kind::Text { max: 100 }, "");
+const STATE: Field = Field::optional("state", Kind::Text { max: 100 }, "");
+const ZIP: Field = Field::optional("zip", Kind::Text { max: 20 }, "");
+const COUNTRY: Field = Field::optional("country", Kind::Text { max: 100 }, "");
+const DEFAULT_BILLING: Field =
+    Field::optional("is_default_billing", Kind::Bool, "At most one per account.");
+const DEFAULT_SHIPPING: Field = Field::optional(
+    "is_default_shipping",
+    Kind::Bool,
+    "At most one per account.",
+);
+const ADDRESSES: Field = Field::optional(
+    "addresses",
+    Kind::Items {
+        min: 0,
+        max: ADDRESSES_MAX,
+        of: &[
+            ADDRESS_TYPE,
+            LINE1,
+            LINE2,
+            CITY,
+            STATE,
+            ZIP,
+            COUNTRY,
+            DEFAULT_BILLING,
+            DEFAULT_SHIPPING,
+        ],
+    },
+    "Addresses, replaced as one unit on update.",
+);
+
+/// The fields of an account record.
+pub const FIELDS: &[Field] = &[NAME, ACCOUNT_TYPE, EMAIL, PHONE, CREDIT_LIMIT, ADDRESSES];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountInput {
@@ -57,10 +105,10 @@ pub struct AddressInput {
 
 impl AccountInput {
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
-        let f = Fields::of(record, "record")?;
-        let name = f.required_string("name", 200)?;
-        let account_type = f.required_enum("account_type")?;
-        let email = f.optional_string("email", 254)?;
+        let f = Fields::record(record, FIELDS)?;
+        let name = f.required_string(&NAME)?;
+        let account_type = f.required_enum(&ACCOUNT_TYPE)?;
+        let email = f.optional_string(&EMAIL)?;
         if let Some(email) = &email
             && (!email.contains('@') || email.contains(char::is_whitespace))
         {
@@ -70,9 +118,9 @@ impl AccountInput {
                 format!("email '{email}' is not an email address"),
             ));
         }
-        let phone = f.optional_string("phone", 50)?;
-        let credit_limit = f.optional_money("credit_limit")?;
-        let addresses = f.parse_items("addresses", ADDRESSES_MAX, parse_address)?;
+        let phone = f.optional_string(&PHONE)?;
+        let credit_limit = f.optional_money(&CREDIT_LIMIT)?;
+        let addresses = f.parse_items(&ADDRESSES, parse_address)?;
         for (flag, pick) in [
             (
                 "is_default_billing",
@@ -107,15 +155,15 @@ impl AccountInput {
 
 fn parse_address(f: &Fields<'_>) -> Result<AddressInput, RecordError> {
     Ok(AddressInput {
-        address_type: f.required_enum("type")?,
-        line1: f.optional_string("line1", 200)?,
-        line2: f.optional_string("line2", 200)?,
-        city: f.optional_string("city", 100)?,
-        state: f.optional_string("state", 100)?,
-        zip: f.optional_string("zip", 20)?,
-        country: f.optional_string("country", 100)?,
-        is_default_billing: f.optional_bool("is_default_billing")?.unwrap_or(false),
-        is_default_shipping: f.optional_bool("is_default_shipping")?.unwrap_or(false),
+        address_type: f.required_enum(&ADDRESS_TYPE)?,
+        line1: f.optional_string(&LINE1)?,
+        line2: f.optional_string(&LINE2)?,
+        city: f.optional_string(&CITY)?,
+        state: f.optional_string(&STATE)?,
+        zip: f.optional_string(&ZIP)?,
+        country: f.optional_string(&COUNTRY)?,
+        is_default_billing: f.optional_bool(&DEFAULT_BILLING)?.unwrap_or(false),
+        is_default_shipping: f.optional_bool(&DEFAULT_SHIPPING)?.unwrap_or(false),
     })
 }
 
@@ -125,6 +173,7 @@ pub struct Accounts;
 impl Canonical for Accounts {
     type Input = AccountInput;
     const TABLE: &'static str = "accounts";
+    const FIELDS: &'static [Field] = FIELDS;
 
     fn parse(record: &Value) -> Result<AccountInput, RecordError> {
         AccountInput::parse(record)

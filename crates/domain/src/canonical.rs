@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::audit::Actor;
 use crate::error::{HandlerError, RecordError};
+use crate::spec::Field;
 use crate::{ConflictMode, Tenant};
 
 /// Where a record came from: its source system and its id there.
@@ -61,6 +62,8 @@ pub trait Canonical {
     /// The resource's table; it has the provenance columns `external_source`
     /// and `external_id` under a `<table>_provenance_key` unique constraint.
     const TABLE: &'static str;
+    /// The fields a record may hold: what `parse` reads.
+    const FIELDS: &'static [Field];
 
     fn parse(record: &Value) -> Result<Self::Input, RecordError>;
 

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::error::RecordError;
 use crate::named::Named;
+use crate::spec::{Field, Kind};
 
 pub(crate) const MISSING: &str = "missing_required_field";
 pub(crate) const INVALID: &str = "invalid_field";
@@ -20,13 +21,20 @@ const MONEY_SCALE: u32 = 4;
 /// A JSON object read as a record or a nested part of one.
 pub(crate) struct Fields<'a> {
     obj: &'a Map<String, Value>,
+    /// The fields the object may hold.
+    spec: &'static [Field],
 }
 
 impl<'a> Fields<'a> {
+    /// A whole record of the resource whose fields are `spec`.
+    pub(crate) fn record(value: &'a Value, spec: &'static [Field]) -> Result<Self, RecordError> {
+        Self::of(value, "record", spec)
+    }
+
     /// `what` names the object in the error (`record`, `components[0]`).
-    pub(crate) fn of(value: &'a Value, what: &str) -> Result<Self, RecordError> {
+    fn of(value: &'a Value, what: &str, spec: &'static [Field]) -> Result<Self, RecordError> {
         match value {
-            Value::Object(obj) => Ok(Self { obj }),
+            Value::Object(obj) => Ok(Self { obj, spec }),
             other => Err(RecordError::new(
                 INVALID,
                 format!("{what} must be a JSON object, got {}", kind(other)),
@@ -38,21 +46,13 @@ impl<'a> Fields<'a> {
         self.obj.get(name).filter(|v| !v.is_null())
     }
 
-    pub(crate) fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    pub(crate) fn required_string(&self, name: &str, max: usize) -> Result<String, RecordError> {
-        self.optional_string(name, max)?
+    fn required_string_at(&self, name: &str, max: usize) -> Result<String, RecordError> {
+        self.optional_string_at(name, max)?
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
     }
 
     /// A string that, when present, is not blank and at most `max` characters.
-    pub(crate) fn optional_string(
-        &self,
-        name: &str,
-        max: usize,
-    ) -> Result<Option<String>, RecordError> {
+    fn optional_string_at(&self, name: &str, max: usize) -> Result<Option<String>, RecordError> {
         let Some(value) = self.get(name) else {
             return Ok(None);
         };
@@ -82,27 +82,8 @@ impl<'a> Fields<'a> {
         Ok(Some(s.to_owned()))
     }
 
-    pub(crate) fn required_enum<T: Named>(&self, name: &str) -> Result<T, RecordError> {
-        self.optional_enum(name)?
-            .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
-    }
-
-    /// One of `T`'s names, when present.
-    pub(crate) fn optional_enum<T: Named>(&self, name: &str) -> Result<Option<T>, RecordError> {
-        let Some(s) = self.optional_string(name, 64)? else {
-            return Ok(None);
-        };
-        T::from_name(&s).map(Some).ok_or_else(|| {
-            RecordError::at(
-                INVALID,
-                name,
-                format!("{name} must be one of {}, got '{s}'", T::NAMES.join(", ")),
-            )
-        })
-    }
-
     /// An exact non-negative amount with at most four decimal places.
-    pub(crate) fn optional_money(&self, name: &str) -> Result<Option<Decimal>, RecordError> {
+    fn optional_money_at(&self, name: &str) -> Result<Option<Decimal>, RecordError> {
         let Some(amount) = self.optional_decimal(name)? else {
             return Ok(None);
         };
@@ -117,7 +98,7 @@ impl<'a> Fields<'a> {
     }
 
     /// An exact amount greater than zero.
-    pub(crate) fn required_positive(&self, name: &str) -> Result<Decimal, RecordError> {
+    fn required_positive_at(&self, name: &str) -> Result<Decimal, RecordError> {
         let amount = self
             .optional_decimal(name)?
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))?;
@@ -179,7 +160,7 @@ impl<'a> Fields<'a> {
     }
 
     pub(crate) fn required_uuid(&self, name: &str) -> Result<Uuid, RecordError> {
-        let s = self.required_string(name, 64)?;
+        let s = self.required_string_at(name, 64)?;
         Uuid::parse_str(&s).map_err(|_| {
             RecordError::at(INVALID, name, format!("{name} must be a UUID, got '{s}'"))
         })
@@ -200,13 +181,13 @@ impl<'a> Fields<'a> {
 
 impl Fields<'_> {
     /// A `YYYY-MM-DD` date.
-    pub(crate) fn required_date(&self, name: &str) -> Result<NaiveDate, RecordError> {
-        self.optional_date(name)?
+    fn required_date_at(&self, name: &str) -> Result<NaiveDate, RecordError> {
+        self.optional_date_at(name)?
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
     }
 
-    pub(crate) fn optional_date(&self, name: &str) -> Result<Option<NaiveDate>, RecordError> {
-        let Some(s) = self.optional_string(name, 32)? else {
+    fn optional_date_at(&self, name: &str) -> Result<Option<NaiveDate>, RecordError> {
+        let Some(s) = self.optional_string_at(name, 32)? else {
             return Ok(None);
         };
         NaiveDate::parse_from_str(&s, "%Y-%m-%d")
@@ -220,7 +201,7 @@ impl Fields<'_> {
             })
     }
 
-    pub(crate) fn optional_bool(&self, name: &str) -> Result<Option<bool>, RecordError> {
+    fn optional_bool_at(&self, name: &str) -> Result<Option<bool>, RecordError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -233,7 +214,7 @@ impl Fields<'_> {
     }
 
     /// A whole number of at least 1.
-    pub(crate) fn required_count(&self, name: &str) -> Result<i32, RecordError> {
+    fn required_count_at(&self, name: &str) -> Result<i32, RecordError> {
         let value = self
             .get(name)
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))?;
@@ -250,12 +231,13 @@ impl Fields<'_> {
             })
     }
 
-    /// Items of an array field, each read as an object; errors are nested
-    /// under `name[i]`.
-    pub(crate) fn parse_items<T>(
+    /// Items of an array field, each read as an object with `of`'s fields;
+    /// errors are nested under `name[i]`.
+    fn items_at<T>(
         &self,
         name: &str,
-        max: usize,
+        (min, max): (usize, usize),
+        of: &'static [Field],
         parse: impl Fn(&Fields<'_>) -> Result<T, RecordError>,
     ) -> Result<Vec<T>, RecordError> {
         let items = self.optional_array(name)?.unwrap_or_default();
@@ -269,18 +251,166 @@ impl Fields<'_> {
                 ),
             ));
         }
+        if items.len() < min {
+            return Err(RecordError::at(
+                MISSING,
+                name,
+                format!(
+                    "{name} needs at least {min} {}, got {}",
+                    if min == 1 { "item" } else { "items" },
+                    items.len()
+                ),
+            ));
+        }
         items
             .iter()
             .enumerate()
             .map(|(i, item)| {
                 let at = format!("{name}[{i}]");
-                let f = Fields::of(item, &at).map_err(|e| RecordError {
+                let f = Fields::of(item, &at, of).map_err(|e| RecordError {
                     param: Some(at.clone()),
                     ..e
                 })?;
                 parse(&f).map_err(|e| e.nested(&at))
             })
             .collect()
+    }
+}
+
+/// Reading a declared field: each method takes the field's declaration and
+/// reads it with its kind's rules and limits.
+impl Fields<'_> {
+    /// In debug builds, fails a read the parser's declarations do not allow:
+    /// a field its resource does not declare, or read as other than declared.
+    fn declared(&self, field: &Field, required: bool, kind_matches: bool) {
+        debug_assert!(
+            self.spec.iter().any(|f| f.name == field.name),
+            "a parser reads {}, which its resource does not declare",
+            field.name
+        );
+        debug_assert!(
+            field.required == required && kind_matches,
+            "{} is read otherwise than declared: {field:?}",
+            field.name
+        );
+    }
+
+    pub(crate) fn required_string(&self, field: &Field) -> Result<String, RecordError> {
+        let Kind::Text { max } = field.kind else {
+            panic!("{} is not text", field.name)
+        };
+        self.declared(field, true, true);
+        self.required_string_at(field.name, max)
+    }
+
+    pub(crate) fn optional_string(&self, field: &Field) -> Result<Option<String>, RecordError> {
+        let Kind::Text { max } = field.kind else {
+            panic!("{} is not text", field.name)
+        };
+        self.declared(field, false, true);
+        self.optional_string_at(field.name, max)
+    }
+
+    pub(crate) fn required_enum<T: Named>(&self, field: &Field) -> Result<T, RecordError> {
+        self.declared(
+            field,
+            true,
+            matches!(field.kind, Kind::Enum(n) if n == T::NAMES),
+        );
+        self.enum_at(field.name)?.ok_or_else(|| {
+            RecordError::at(MISSING, field.name, format!("{} is required", field.name))
+        })
+    }
+
+    pub(crate) fn optional_enum<T: Named>(&self, field: &Field) -> Result<Option<T>, RecordError> {
+        self.declared(
+            field,
+            false,
+            matches!(field.kind, Kind::Enum(n) if n == T::NAMES),
+        );
+        self.enum_at(field.name)
+    }
+
+    fn enum_at<T: Named>(&self, name: &str) -> Result<Option<T>, RecordError> {
+        let Some(s) = self.optional_string_at(name, 64)? else {
+            return Ok(None);
+        };
+        T::from_name(&s).map(Some).ok_or_else(|| {
+            RecordError::at(
+                INVALID,
+                name,
+                format!("{name} must be one of {}, got '{s}'", T::NAMES.join(", ")),
+            )
+        })
+    }
+
+    pub(crate) fn optional_money(&self, field: &Field) -> Result<Option<Decimal>, RecordError> {
+        self.declared(field, false, matches!(field.kind, Kind::Money));
+        self.optional_money_at(field.name)
+    }
+
+    pub(crate) fn required_positive(&self, field: &Field) -> Result<Decimal, RecordError> {
+        self.declared(field, true, matches!(field.kind, Kind::Positive));
+        self.required_positive_at(field.name)
+    }
+
+    pub(crate) fn optional_positive(&self, field: &Field) -> Result<Option<Decimal>, RecordError> {
+        self.declared(field, false, matches!(field.kind, Kind::Positive));
+        if self.get(field.name).is_none() {
+            return Ok(None);
+        }
+        self.required_positive_at(field.name).map(Some)
+    }
+
+    pub(crate) fn required_date(&self, field: &Field) -> Result<NaiveDate, RecordError> {
+        self.declared(field, true, matches!(field.kind, Kind::Date));
+        self.required_date_at(field.name)
+    }
+
+    pub(crate) fn optional_date(&self, field: &Field) -> Result<Option<NaiveDate>, RecordError> {
+        self.declared(field, false, matches!(field.kind, Kind::Date));
+        self.optional_date_at(field.name)
+    }
+
+    pub(crate) fn optional_bool(&self, field: &Field) -> Result<Option<bool>, RecordError> {
+        self.declared(field, false, matches!(field.kind, Kind::Bool));
+        self.optional_bool_at(field.name)
+    }
+
+    pub(crate) fn required_count(&self, field: &Field) -> Result<i32, RecordError> {
+        self.declared(field, true, matches!(field.kind, Kind::Count));
+        self.required_count_at(field.name)
+    }
+
+    /// The items of an array field, each parsed by `parse`.
+    pub(crate) fn parse_items<T>(
+        &self,
+        field: &Field,
+        parse: impl Fn(&Fields<'_>) -> Result<T, RecordError>,
+    ) -> Result<Vec<T>, RecordError> {
+        let Kind::Items { min, max, of } = field.kind else {
+            panic!("{} is not a list of items", field.name)
+        };
+        self.declared(field, min > 0, true);
+        self.items_at(field.name, (min, max), of, parse)
+    }
+
+    /// Checks a reference's declaration, for the reference parsers of
+    /// `refs.rs`, which read its two names with the methods below.
+    pub(crate) fn declared_reference(&self, field: &Field, kind_matches: bool) {
+        self.declared(field, field.required, kind_matches);
+    }
+
+    pub(crate) fn has_named(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub(crate) fn required_string_named(
+        &self,
+        name: &str,
+        max: usize,
+    ) -> Result<String, RecordError> {
+        self.required_string_at(name, max)
     }
 }
 
@@ -312,25 +442,31 @@ mod tests {
         let v: Value =
             serde_json::from_str(r#"{"a": 0.1, "b": "49.99", "c": 12345678901234.5678, "d": 1e2}"#)
                 .expect("valid JSON");
-        let f = Fields::of(&v, "record").expect("object");
-        assert_eq!(f.optional_money("a").expect("ok"), Some(Decimal::new(1, 1)));
+        let f = Fields::of(&v, "record", &[]).expect("object");
         assert_eq!(
-            f.optional_money("b").expect("ok"),
+            f.optional_money_at("a").expect("ok"),
+            Some(Decimal::new(1, 1))
+        );
+        assert_eq!(
+            f.optional_money_at("b").expect("ok"),
             Some(Decimal::new(4999, 2))
         );
         assert_eq!(
-            f.optional_money("c").expect("ok"),
+            f.optional_money_at("c").expect("ok"),
             Some(Decimal::from_str_exact("12345678901234.5678").expect("decimal"))
         );
-        assert_eq!(f.optional_money("d").expect("ok"), Some(Decimal::from(100)));
+        assert_eq!(
+            f.optional_money_at("d").expect("ok"),
+            Some(Decimal::from(100))
+        );
     }
 
     #[test]
     fn money_rejects_what_a_column_cannot_hold() {
         let v = json!({"neg": -1, "scale": 1.23456, "big": 1e16, "word": "ten", "bool": true});
-        let f = Fields::of(&v, "record").expect("object");
+        let f = Fields::of(&v, "record", &[]).expect("object");
         for name in ["neg", "scale", "big", "word", "bool"] {
-            let err = f.optional_money(name).expect_err(name);
+            let err = f.optional_money_at(name).expect_err(name);
             assert_eq!(err.code, INVALID);
             assert_eq!(err.param.as_deref(), Some(name));
         }
@@ -339,20 +475,41 @@ mod tests {
     #[test]
     fn strings_are_trimmed_and_bounded() {
         let v = json!({"ok": "  Mug ", "blank": "   ", "long": "x".repeat(11), "num": 5});
-        let f = Fields::of(&v, "record").expect("object");
-        assert_eq!(f.required_string("ok", 10).expect("ok"), "Mug");
+        let f = Fields::of(&v, "record", &[]).expect("object");
+        assert_eq!(f.required_string_at("ok", 10).expect("ok"), "Mug");
         assert_eq!(
-            f.required_string("blank", 10).expect_err("blank").code,
+            f.required_string_at("blank", 10).expect_err("blank").code,
             INVALID
         );
         assert_eq!(
-            f.required_string("long", 10).expect_err("long").code,
+            f.required_string_at("long", 10).expect_err("long").code,
             TOO_LONG
         );
-        assert_eq!(f.required_string("num", 10).expect_err("num").code, INVALID);
         assert_eq!(
-            f.required_string("absent", 10).expect_err("absent").code,
+            f.required_string_at("num", 10).expect_err("num").code,
+            INVALID
+        );
+        assert_eq!(
+            f.required_string_at("absent", 10).expect_err("absent").code,
             MISSING
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "which its resource does not declare")]
+    fn a_read_of_an_undeclared_field_is_a_bug_caught_in_debug_builds() {
+        let v = json!({"colour": "red"});
+        let f = Fields::record(&v, &[]).expect("object");
+        let colour = Field::optional("colour", Kind::Text { max: 10 }, "");
+        let _ = f.optional_string(&colour);
+    }
+
+    #[test]
+    #[should_panic(expected = "is read otherwise than declared")]
+    fn a_required_field_read_as_optional_is_a_bug_caught_in_debug_builds() {
+        const TITLE: Field = Field::required("title", Kind::Text { max: 10 }, "");
+        let v = json!({"title": "Mug"});
+        let f = Fields::record(&v, &[TITLE]).expect("object");
+        let _ = f.optional_string(&TITLE);
     }
 }

@@ -34,7 +34,7 @@ use crate::payables::{ApPayments, VendorBills};
 use crate::products::Products;
 use crate::{ConflictMode, Resource, Tenant};
 
-const EXTERNAL_ID_MAX: usize = 255;
+use crate::spec::{EXTERNAL_ID_MAX, EXTERNAL_SOURCE_MAX, Field};
 
 /// The job-level settings every record of a batch is imported with.
 #[derive(Debug, Clone, Copy)]
@@ -413,6 +413,39 @@ async fn single_failure<R: Canonical>(
     )))
 }
 
+/// The fields a record of `resource` may hold, besides its `external_id`.
+pub fn fields(resource: Resource) -> &'static [Field] {
+    match resource {
+        Resource::Accounts => Accounts::FIELDS,
+        Resource::Products => Products::FIELDS,
+        Resource::Orders => Orders::FIELDS,
+        Resource::JournalEntries => JournalEntries::FIELDS,
+        Resource::VendorBills => VendorBills::FIELDS,
+        Resource::ApPayments => ApPayments::FIELDS,
+    }
+}
+
+/// Parses a record of `resource` as its canonical handler does, checking
+/// every rule that needs no database; what the record's `Input` became is
+/// returned in its `Debug` form, for the tests that hold the parser to the
+/// fields it declares.
+pub fn parse_record(resource: Resource, record: &Value) -> Result<String, RecordError> {
+    fn parse<R: Canonical>(record: &Value) -> Result<String, RecordError>
+    where
+        R::Input: std::fmt::Debug,
+    {
+        R::parse(record).map(|input| format!("{input:?}"))
+    }
+    match resource {
+        Resource::Accounts => parse::<Accounts>(record),
+        Resource::Products => parse::<Products>(record),
+        Resource::Orders => parse::<Orders>(record),
+        Resource::JournalEntries => parse::<JournalEntries>(record),
+        Resource::VendorBills => parse::<VendorBills>(record),
+        Resource::ApPayments => parse::<ApPayments>(record),
+    }
+}
+
 /// Creates one record through its resource's canonical create handler: what
 /// the single-record endpoints call. The record's own `external_source` and
 /// `external_id`, when both are given, become its provenance (and the source
@@ -451,12 +484,18 @@ async fn create<R: Canonical>(
     let input = R::parse(record)?;
     let source = match record.get("external_source") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 60 => Some(s.trim()),
+        Some(Value::String(s))
+            if !s.trim().is_empty() && s.chars().count() <= EXTERNAL_SOURCE_MAX =>
+        {
+            Some(s.trim())
+        }
         Some(_) => {
             return Err(RecordError::at(
                 "invalid_field",
                 "external_source",
-                "external_source must be a string of 1 to 60 characters",
+                format!(
+                    "external_source must be a string of 1 to {EXTERNAL_SOURCE_MAX} characters"
+                ),
             )
             .into());
         }

@@ -11,12 +11,41 @@ use uuid::Uuid;
 
 use crate::canonical::{Applied, Canonical, Item, WriteContext};
 use crate::error::RecordError;
-use crate::fields::{Fields, INVALID, MISSING};
+use crate::fields::{Fields, INVALID};
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{GlIndex, GlRef, parse_gl_ref};
+use crate::spec::{Field, Kind};
 use crate::{ConflictMode, audit, ledger};
 
 const LINES_MAX: usize = 1000;
+
+const ENTRY_DATE: Field = Field::required(
+    "entry_date",
+    Kind::Date,
+    "Refused in a closed period (period_closed) unless bypass_period_check.",
+);
+const DESCRIPTION: Field = Field::optional("description", Kind::Text { max: 1000 }, "");
+const BYPASS_PERIOD_CHECK: Field = Field::optional(
+    "bypass_period_check",
+    Kind::Bool,
+    "Post into a closed period; needs migration:write. Audited.",
+);
+const GL_ACCOUNT: Field = Field::required("gl_account", Kind::GlAccount, "The GL account.");
+const ONE_SIDE: &str = "Exactly one of debit_amount and credit_amount is greater than 0.";
+const DEBIT: Field = Field::optional("debit_amount", Kind::Money, ONE_SIDE);
+const CREDIT: Field = Field::optional("credit_amount", Kind::Money, ONE_SIDE);
+const LINES: Field = Field::required(
+    "lines",
+    Kind::Items {
+        min: 2,
+        max: LINES_MAX,
+        of: &[GL_ACCOUNT, DEBIT, CREDIT, DESCRIPTION],
+    },
+    "Debits must equal credits (gl_imbalance).",
+);
+
+/// The fields of a journal entry record.
+pub const FIELDS: &[Field] = &[ENTRY_DATE, DESCRIPTION, BYPASS_PERIOD_CHECK, LINES];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntryInput {
@@ -37,14 +66,14 @@ pub struct JournalLineInput {
 
 impl EntryInput {
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
-        let f = Fields::of(record, "record")?;
-        let entry_date = f.required_date("entry_date")?;
-        let description = f.optional_string("description", 1000)?;
-        let bypass_period_check = f.optional_bool("bypass_period_check")?.unwrap_or(false);
-        let lines = f.parse_items("lines", LINES_MAX, |line| {
-            let (account, account_field) = parse_gl_ref(line)?;
-            let debit = line.optional_money("debit_amount")?.unwrap_or_default();
-            let credit = line.optional_money("credit_amount")?.unwrap_or_default();
+        let f = Fields::record(record, FIELDS)?;
+        let entry_date = f.required_date(&ENTRY_DATE)?;
+        let description = f.optional_string(&DESCRIPTION)?;
+        let bypass_period_check = f.optional_bool(&BYPASS_PERIOD_CHECK)?.unwrap_or(false);
+        let lines = f.parse_items(&LINES, |line| {
+            let (account, account_field) = parse_gl_ref(line, &GL_ACCOUNT)?;
+            let debit = line.optional_money(&DEBIT)?.unwrap_or_default();
+            let credit = line.optional_money(&CREDIT)?.unwrap_or_default();
             if debit.is_zero() == credit.is_zero() {
                 return Err(RecordError::at(
                     INVALID,
@@ -58,19 +87,9 @@ impl EntryInput {
                 account_field,
                 debit,
                 credit,
-                description: line.optional_string("description", 1000)?,
+                description: line.optional_string(&DESCRIPTION)?,
             })
         })?;
-        if lines.len() < 2 {
-            return Err(RecordError::at(
-                MISSING,
-                "lines",
-                format!(
-                    "a journal entry needs at least 2 lines, got {}",
-                    lines.len()
-                ),
-            ));
-        }
         let debits: Decimal = lines.iter().map(|l| l.debit).sum();
         let credits: Decimal = lines.iter().map(|l| l.credit).sum();
         if debits != credits {
@@ -101,6 +120,7 @@ pub struct JournalEntries;
 impl Canonical for JournalEntries {
     type Input = EntryInput;
     const TABLE: &'static str = "journal_entries";
+    const FIELDS: &'static [Field] = FIELDS;
 
     fn parse(record: &Value) -> Result<EntryInput, RecordError> {
         EntryInput::parse(record)

@@ -25,6 +25,7 @@ mod plan;
 pub mod products;
 pub mod read;
 mod refs;
+pub mod spec;
 pub mod webhooks;
 
 use std::fmt;

@@ -13,9 +13,10 @@ use crate::accounts::AccountType;
 use crate::canonical::{Applied, Canonical, Item, WriteContext};
 use crate::error::RecordError;
 use crate::fields::{Fields, MISSING};
-use crate::named::named_enum;
+use crate::named::{Named, named_enum};
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{RefField, RefIndex, parse_ref};
+use crate::spec::{Field, Kind};
 use crate::{ConflictMode, Tenant, ledger};
 
 named_enum! {
@@ -28,6 +29,38 @@ named_enum! {
     }
 }
 const LINES_MAX: usize = 1000;
+
+const DOCUMENT_TYPE: Field = Field::optional(
+    "document_type",
+    Kind::Enum(DocumentType::NAMES),
+    "Default sales_order.",
+);
+const ACCOUNT: Field = Field::required(
+    "account",
+    Kind::Reference,
+    "The account: a customer, or a vendor for purchase orders.",
+);
+const ORDER_DATE: Field = Field::required("order_date", Kind::Date, "Order date.");
+const NOTES: Field = Field::optional("notes", Kind::Text { max: 5000 }, "");
+const LINE_PRODUCT: Field = Field::required("product", Kind::Reference, "The product.");
+const QUANTITY: Field = Field::required("quantity", Kind::Count, "");
+const SELL_RATE: Field = Field::optional(
+    "sell_rate",
+    Kind::Money,
+    "Unit price; defaults to the product's list_price.",
+);
+const LINE_ITEMS: Field = Field::required(
+    "line_items",
+    Kind::Items {
+        min: 1,
+        max: LINES_MAX,
+        of: &[LINE_PRODUCT, QUANTITY, SELL_RATE],
+    },
+    "Replaced as one unit on update.",
+);
+
+/// The fields of an order record.
+pub const FIELDS: &[Field] = &[DOCUMENT_TYPE, ACCOUNT, ORDER_DATE, NOTES, LINE_ITEMS];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderInput {
@@ -48,28 +81,20 @@ pub struct LineInput {
 
 impl OrderInput {
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
-        let f = Fields::of(record, "record")?;
+        let f = Fields::record(record, FIELDS)?;
         let document_type = f
-            .optional_enum("document_type")?
+            .optional_enum(&DOCUMENT_TYPE)?
             .unwrap_or(DocumentType::SalesOrder);
-        let account = parse_ref(&f, "account", true)?.expect("a required reference is present");
-        let order_date = f.required_date("order_date")?;
-        let notes = f.optional_string("notes", 5000)?;
-        let line_items = f.parse_items("line_items", LINES_MAX, |line| {
+        let account = parse_ref(&f, &ACCOUNT)?.expect("a required reference is present");
+        let order_date = f.required_date(&ORDER_DATE)?;
+        let notes = f.optional_string(&NOTES)?;
+        let line_items = f.parse_items(&LINE_ITEMS, |line| {
             Ok(LineInput {
-                product: parse_ref(line, "product", true)?
-                    .expect("a required reference is present"),
-                quantity: line.required_count("quantity")?,
-                sell_rate: line.optional_money("sell_rate")?,
+                product: parse_ref(line, &LINE_PRODUCT)?.expect("a required reference is present"),
+                quantity: line.required_count(&QUANTITY)?,
+                sell_rate: line.optional_money(&SELL_RATE)?,
             })
         })?;
-        if line_items.is_empty() {
-            return Err(RecordError::at(
-                MISSING,
-                "line_items",
-                "an order needs at least one line item",
-            ));
-        }
         Ok(Self {
             document_type,
             account,
@@ -112,6 +137,7 @@ pub struct Orders;
 impl Canonical for Orders {
     type Input = OrderInput;
     const TABLE: &'static str = "orders";
+    const FIELDS: &'static [Field] = FIELDS;
 
     fn parse(record: &Value) -> Result<OrderInput, RecordError> {
         OrderInput::parse(record)

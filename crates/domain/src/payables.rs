@@ -26,13 +26,98 @@ use crate::canonical::{
 };
 use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID, MISSING};
-use crate::named::named_enum;
+use crate::named::{Named, named_enum};
 use crate::orders::cents;
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{self, GlIndex, GlRef, RefField, RefIndex, parse_gl_ref, parse_ref};
+use crate::spec::{Field, Kind};
 use crate::{ConflictMode, Tenant, ledger, new_id};
 
 const ITEMS_MAX: usize = 1000;
+
+const VENDOR: Field = Field::required("vendor", Kind::Reference, "The vendor account.");
+const BILL_DATE: Field = Field::required("bill_date", Kind::Date, "Bill date.");
+const DUE_DATE: Field = Field::optional("due_date", Kind::Date, "Not before bill_date.");
+const VENDOR_INVOICE_NUMBER: Field =
+    Field::optional("vendor_invoice_number", Kind::Text { max: 100 }, "");
+const NOTES: Field = Field::optional("notes", Kind::Text { max: 5000 }, "");
+const ITEM_DESCRIPTION: Field = Field::optional("description", Kind::Text { max: 1000 }, "");
+const ITEM_QUANTITY: Field = Field::optional("quantity", Kind::Positive, "Default 1.");
+const UNIT_COST: Field = Field::optional(
+    "unit_cost",
+    Kind::Money,
+    "unit_cost or amount; both must agree.",
+);
+const ITEM_AMOUNT: Field = Field::optional(
+    "amount",
+    Kind::Money,
+    "unit_cost or amount; both must agree.",
+);
+const ITEM_PRODUCT: Field = Field::optional("product", Kind::Reference, "The product, if any.");
+const ITEM_GL_ACCOUNT: Field = Field::required(
+    "gl_account",
+    Kind::GlAccount,
+    "The GL account it is expensed to.",
+);
+const ITEMS: Field = Field::required(
+    "items",
+    Kind::Items {
+        min: 1,
+        max: ITEMS_MAX,
+        of: &[
+            ITEM_DESCRIPTION,
+            ITEM_QUANTITY,
+            UNIT_COST,
+            ITEM_AMOUNT,
+            ITEM_PRODUCT,
+            ITEM_GL_ACCOUNT,
+        ],
+    },
+    "Replaced as one unit on update.",
+);
+
+/// The fields of a vendor bill record.
+pub const BILL_FIELDS: &[Field] = &[
+    VENDOR,
+    BILL_DATE,
+    DUE_DATE,
+    VENDOR_INVOICE_NUMBER,
+    NOTES,
+    ITEMS,
+];
+
+const PAYMENT_DATE: Field = Field::required("payment_date", Kind::Date, "Payment date.");
+const AMOUNT: Field = Field::required("amount", Kind::Positive, "");
+const METHOD: Field = Field::required(
+    "method",
+    Kind::Enum(PaymentMethod::NAMES),
+    "Payment method.",
+);
+const REFERENCE: Field = Field::optional("reference", Kind::Text { max: 100 }, "");
+const BILL: Field = Field::required(
+    "bill",
+    Kind::Reference,
+    "A bill of the same vendor, with that much open.",
+);
+const APPLICATIONS: Field = Field::optional(
+    "applications",
+    Kind::Items {
+        min: 0,
+        max: ITEMS_MAX,
+        of: &[BILL, AMOUNT],
+    },
+    "Adding up to at most amount.",
+);
+
+/// The fields of an AP payment record.
+pub const PAYMENT_FIELDS: &[Field] = &[
+    VENDOR,
+    PAYMENT_DATE,
+    AMOUNT,
+    METHOD,
+    REFERENCE,
+    APPLICATIONS,
+];
 
 named_enum! {
     pub enum PaymentMethod {
@@ -96,10 +181,10 @@ pub struct BillItemInput {
 
 impl BillInput {
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
-        let f = Fields::of(record, "record")?;
-        let vendor = parse_ref(&f, "vendor", true)?.expect("a required reference is present");
-        let bill_date = f.required_date("bill_date")?;
-        let due_date = f.optional_date("due_date")?;
+        let f = Fields::record(record, BILL_FIELDS)?;
+        let vendor = parse_ref(&f, &VENDOR)?.expect("a required reference is present");
+        let bill_date = f.required_date(&BILL_DATE)?;
+        let due_date = f.optional_date(&DUE_DATE)?;
         if due_date.is_some_and(|due| due < bill_date) {
             return Err(RecordError::at(
                 INVALID,
@@ -107,16 +192,9 @@ impl BillInput {
                 "due_date must not be before bill_date",
             ));
         }
-        let vendor_invoice_number = f.optional_string("vendor_invoice_number", 100)?;
-        let notes = f.optional_string("notes", 5000)?;
-        let items = f.parse_items("items", ITEMS_MAX, parse_item)?;
-        if items.is_empty() {
-            return Err(RecordError::at(
-                MISSING,
-                "items",
-                "a bill needs at least one item",
-            ));
-        }
+        let vendor_invoice_number = f.optional_string(&VENDOR_INVOICE_NUMBER)?;
+        let notes = f.optional_string(&NOTES)?;
+        let items = f.parse_items(&ITEMS, parse_item)?;
         Ok(Self {
             vendor,
             bill_date,
@@ -133,13 +211,9 @@ impl BillInput {
 }
 
 fn parse_item(f: &Fields<'_>) -> Result<BillItemInput, RecordError> {
-    let quantity = if f.has("quantity") {
-        f.required_positive("quantity")?
-    } else {
-        Decimal::ONE
-    };
-    let unit_cost = f.optional_money("unit_cost")?;
-    let given = f.optional_money("amount")?;
+    let quantity = f.optional_positive(&ITEM_QUANTITY)?.unwrap_or(Decimal::ONE);
+    let unit_cost = f.optional_money(&UNIT_COST)?;
+    let given = f.optional_money(&ITEM_AMOUNT)?;
     let amount = match (unit_cost, given) {
         (None, None) => {
             return Err(RecordError::at(
@@ -162,13 +236,13 @@ fn parse_item(f: &Fields<'_>) -> Result<BillItemInput, RecordError> {
             ));
         }
     };
-    let (account, account_field) = parse_gl_ref(f)?;
+    let (account, account_field) = parse_gl_ref(f, &ITEM_GL_ACCOUNT)?;
     Ok(BillItemInput {
-        description: f.optional_string("description", 1000)?,
+        description: f.optional_string(&ITEM_DESCRIPTION)?,
         quantity,
         unit_cost,
         amount,
-        product: parse_ref(f, "product", false)?,
+        product: parse_ref(f, &ITEM_PRODUCT)?,
         account,
         account_field,
     })
@@ -180,6 +254,7 @@ pub struct VendorBills;
 impl Canonical for VendorBills {
     type Input = BillInput;
     const TABLE: &'static str = "vendor_bills";
+    const FIELDS: &'static [Field] = BILL_FIELDS;
 
     fn parse(record: &Value) -> Result<BillInput, RecordError> {
         BillInput::parse(record)
@@ -472,16 +547,16 @@ pub struct ApplicationInput {
 
 impl PaymentInput {
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
-        let f = Fields::of(record, "record")?;
-        let vendor = parse_ref(&f, "vendor", true)?.expect("a required reference is present");
-        let payment_date = f.required_date("payment_date")?;
-        let amount = f.required_positive("amount")?;
-        let method = f.required_enum("method")?;
-        let reference = f.optional_string("reference", 100)?;
-        let applications = f.parse_items("applications", ITEMS_MAX, |a| {
+        let f = Fields::record(record, PAYMENT_FIELDS)?;
+        let vendor = parse_ref(&f, &VENDOR)?.expect("a required reference is present");
+        let payment_date = f.required_date(&PAYMENT_DATE)?;
+        let amount = f.required_positive(&AMOUNT)?;
+        let method = f.required_enum(&METHOD)?;
+        let reference = f.optional_string(&REFERENCE)?;
+        let applications = f.parse_items(&APPLICATIONS, |a| {
             Ok(ApplicationInput {
-                bill: parse_ref(a, "bill", true)?.expect("a required reference is present"),
-                amount: a.required_positive("amount")?,
+                bill: parse_ref(a, &BILL)?.expect("a required reference is present"),
+                amount: a.required_positive(&AMOUNT)?,
             })
         })?;
         let applied: Decimal = applications.iter().map(|a| a.amount).sum();
@@ -626,6 +701,7 @@ pub struct ApPayments;
 impl Canonical for ApPayments {
     type Input = PaymentInput;
     const TABLE: &'static str = "ap_payments";
+    const FIELDS: &'static [Field] = PAYMENT_FIELDS;
 
     fn parse(record: &Value) -> Result<PaymentInput, RecordError> {
         PaymentInput::parse(record)

@@ -18,16 +18,63 @@ use crate::canonical::{
 };
 use crate::error::{RecordError, violated_constraint};
 use crate::fields::Fields;
-use crate::named::named_enum;
+use crate::named::{Named, named_enum};
 use crate::plan::decide_in_order;
 use crate::refs::{RefField, RefIndex, parse_ref};
+use crate::spec::{Field, Kind};
 use crate::{ConflictMode, Tenant, new_id};
 
-const TITLE_MAX: usize = 255;
-const SKU_MAX: usize = 100;
-const DESCRIPTION_MAX: usize = 10_000;
 /// Components or variants one product may list.
 const PARTS_MAX: usize = 500;
+
+const TITLE: Field = Field::required("title", Kind::Text { max: 255 }, "");
+const PRODUCT_TYPE: Field = Field::required(
+    "product_type",
+    Kind::Enum(ProductType::NAMES),
+    "Product type.",
+);
+const SKU: Field = Field::optional(
+    "sku",
+    Kind::Text { max: 100 },
+    "Unique per entity and mode, variants included.",
+);
+const DESCRIPTION: Field = Field::optional("description", Kind::Text { max: 10_000 }, "");
+const LIST_PRICE: Field = Field::optional("list_price", Kind::Money, "List price.");
+const COST: Field = Field::optional("cost", Kind::Money, "Cost.");
+const COMPONENT_PRODUCT: Field =
+    Field::required("product", Kind::Reference, "The component product.");
+const COMPONENT_QUANTITY: Field = Field::required("quantity", Kind::Positive, "");
+const COMPONENTS: Field = Field::optional(
+    "components",
+    Kind::Items {
+        min: 0,
+        max: PARTS_MAX,
+        of: &[COMPONENT_PRODUCT, COMPONENT_QUANTITY],
+    },
+    "Kits and boxes only; may name a product earlier in the same batch.",
+);
+const VARIANT_TYPE: Field = Field::required("product_type", Kind::Enum(VariantType::NAMES), "");
+const VARIANTS: Field = Field::optional(
+    "variants",
+    Kind::Items {
+        min: 0,
+        max: PARTS_MAX,
+        of: &[TITLE, SKU, VARIANT_TYPE],
+    },
+    "Variant parents only.",
+);
+
+/// The fields of a product record.
+pub const FIELDS: &[Field] = &[
+    TITLE,
+    PRODUCT_TYPE,
+    SKU,
+    DESCRIPTION,
+    LIST_PRICE,
+    COST,
+    COMPONENTS,
+    VARIANTS,
+];
 
 pub const DUPLICATE_SKU: &str = "duplicate_sku";
 
@@ -95,15 +142,15 @@ impl ProductInput {
     /// Checks every rule that needs no database. Fields this service does not
     /// keep are ignored, so exports from other systems load as they are.
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
-        let f = Fields::of(record, "record")?;
-        let title = f.required_string("title", TITLE_MAX)?;
-        let product_type: ProductType = f.required_enum("product_type")?;
-        let sku = f.optional_string("sku", SKU_MAX)?;
-        let description = f.optional_string("description", DESCRIPTION_MAX)?;
-        let list_price = f.optional_money("list_price")?;
-        let cost = f.optional_money("cost")?;
+        let f = Fields::record(record, FIELDS)?;
+        let title = f.required_string(&TITLE)?;
+        let product_type: ProductType = f.required_enum(&PRODUCT_TYPE)?;
+        let sku = f.optional_string(&SKU)?;
+        let description = f.optional_string(&DESCRIPTION)?;
+        let list_price = f.optional_money(&LIST_PRICE)?;
+        let cost = f.optional_money(&COST)?;
 
-        let components = f.parse_items("components", PARTS_MAX, parse_component)?;
+        let components = f.parse_items(&COMPONENTS, parse_component)?;
         if !components.is_empty() && !product_type.has_components() {
             return Err(RecordError::at(
                 "components_not_allowed",
@@ -114,7 +161,7 @@ impl ProductInput {
                 ),
             ));
         }
-        let variants = f.parse_items("variants", PARTS_MAX, parse_variant)?;
+        let variants = f.parse_items(&VARIANTS, parse_variant)?;
         if !variants.is_empty() && product_type != ProductType::VariantParent {
             return Err(RecordError::at(
                 "variants_not_allowed",
@@ -141,16 +188,16 @@ impl ProductInput {
 
 fn parse_component(f: &Fields<'_>) -> Result<ComponentInput, RecordError> {
     Ok(ComponentInput {
-        product: parse_ref(f, "product", true)?.expect("a required reference is present"),
-        quantity: f.required_positive("quantity")?,
+        product: parse_ref(f, &COMPONENT_PRODUCT)?.expect("a required reference is present"),
+        quantity: f.required_positive(&COMPONENT_QUANTITY)?,
     })
 }
 
 fn parse_variant(f: &Fields<'_>) -> Result<VariantInput, RecordError> {
     Ok(VariantInput {
-        title: f.required_string("title", TITLE_MAX)?,
-        sku: f.optional_string("sku", SKU_MAX)?,
-        product_type: f.required_enum::<VariantType>("product_type")?.into(),
+        title: f.required_string(&TITLE)?,
+        sku: f.optional_string(&SKU)?,
+        product_type: f.required_enum::<VariantType>(&VARIANT_TYPE)?.into(),
     })
 }
 
@@ -160,6 +207,7 @@ pub struct Products;
 impl Canonical for Products {
     type Input = ProductInput;
     const TABLE: &'static str = "products";
+    const FIELDS: &'static [Field] = FIELDS;
 
     fn parse(record: &Value) -> Result<ProductInput, RecordError> {
         ProductInput::parse(record)

@@ -15,10 +15,9 @@ use crate::Tenant;
 use crate::canonical::{WriteContext, provenance_scope};
 use crate::error::{HandlerError, RecordError};
 use crate::fields::{Fields, INVALID, MISSING};
+use crate::spec::{EXTERNAL_ID_MAX, Field, GL_NUMBER_MAX, Kind};
 
 pub const REFERENCE_NOT_FOUND: &str = "reference_not_found";
-
-const EXTERNAL_ID_MAX: usize = 255;
 
 /// Another record, by id or by its external id from the same source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,22 +33,21 @@ pub struct RefField {
     pub field: String,
 }
 
-/// Reads `<name>_id` or `<name>_external_id`: at most one of them, and one
-/// when `required`.
-pub(crate) fn parse_ref(
-    f: &Fields<'_>,
-    name: &str,
-    required: bool,
-) -> Result<Option<RefField>, RecordError> {
+/// Reads the reference `field` declares, by `<name>_id` or
+/// `<name>_external_id`: at most one of them, and one when it is required.
+pub(crate) fn parse_ref(f: &Fields<'_>, field: &Field) -> Result<Option<RefField>, RecordError> {
+    f.declared_reference(field, matches!(field.kind, Kind::Reference));
+    let name = field.name;
+    let required = field.required;
     let id_field = format!("{name}_id");
     let external_field = format!("{name}_external_id");
-    match (f.has(&id_field), f.has(&external_field)) {
+    match (f.has_named(&id_field), f.has_named(&external_field)) {
         (true, false) => Ok(Some(RefField {
             reference: Ref::Id(f.required_uuid(&id_field)?),
             field: id_field,
         })),
         (false, true) => Ok(Some(RefField {
-            reference: Ref::External(f.required_string(&external_field, EXTERNAL_ID_MAX)?),
+            reference: Ref::External(f.required_string_named(&external_field, EXTERNAL_ID_MAX)?),
             field: external_field,
         })),
         (true, true) => Err(RecordError::at(
@@ -228,14 +226,24 @@ pub enum GlRef {
 }
 
 /// Reads `gl_account_id` or `gl_account_number`: exactly one.
-pub(crate) fn parse_gl_ref(f: &Fields<'_>) -> Result<(GlRef, &'static str), RecordError> {
-    match (f.has("gl_account_id"), f.has("gl_account_number")) {
+pub(crate) fn parse_gl_ref(
+    f: &Fields<'_>,
+    field: &Field,
+) -> Result<(GlRef, &'static str), RecordError> {
+    f.declared_reference(
+        field,
+        matches!(field.kind, Kind::GlAccount) && field.required,
+    );
+    match (
+        f.has_named("gl_account_id"),
+        f.has_named("gl_account_number"),
+    ) {
         (true, false) => Ok((
             GlRef::Id(f.required_uuid("gl_account_id")?),
             "gl_account_id",
         )),
         (false, true) => Ok((
-            GlRef::Number(f.required_string("gl_account_number", 32)?),
+            GlRef::Number(f.required_string_named("gl_account_number", GL_NUMBER_MAX)?),
             "gl_account_number",
         )),
         (true, true) => Err(RecordError::at(

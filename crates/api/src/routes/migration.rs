@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use domain::audit::Actor;
 use domain::import::{ImportContext, import_batch};
 use domain::jobs::{self, Idempotency, JobStatus, ListError, ListFilter, NewJob, Submission};
+use domain::spec::EXTERNAL_SOURCE_MAX;
 use domain::{ConflictMode, Resource};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -25,8 +26,6 @@ use crate::{ApiError, AppState, context};
 
 /// Records one request may carry.
 pub const MAX_RECORDS: usize = 1000;
-/// Longest `external_source`.
-const EXTERNAL_SOURCE_MAX: usize = 60;
 /// Longest `Idempotency-Key`.
 const IDEMPOTENCY_KEY_MAX: usize = 255;
 
