@@ -25,6 +25,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
             .map_err(|e| {
                 ApiError::bad_request("invalid_query", format!("the query string is invalid: {e}"))
             })?;
+        // Postgres text cannot hold a NUL: a filter carrying one is refused
+        // here rather than failing its query.
+        if let Some((name, _)) = query
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_character",
+                "the query string contains a NUL character, which cannot be stored or matched",
+            )
+            .param(name.replace('\0', "\\u0000")));
+        }
         Ok(Self(query))
     }
 }
@@ -245,6 +257,21 @@ mod tests {
         };
         assert_eq!(e.param.as_deref(), Some("starting_after"));
         assert!(e.error.contains("a record id (UUID)"), "{}", e.error);
+    }
+
+    #[tokio::test]
+    async fn a_nul_in_the_query_is_refused() {
+        let (mut parts, ()) = Request::get("/x?external_source=a%00b")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let Err(e) = Params::from_request_parts(&mut parts, &()).await else {
+            panic!("a NUL accepted")
+        };
+        assert_eq!(
+            (e.code.as_ref(), e.param.as_deref()),
+            ("invalid_character", Some("external_source"))
+        );
     }
 
     #[tokio::test]

@@ -68,6 +68,9 @@ fn kind_schema(kind: Kind) -> Value {
     let decimal = |bound: &str| json!({"type": "number", bound: 0, "exclusiveMaximum": 1e15, "multipleOf": 0.0001});
     match kind {
         Kind::Text { max } => json!({"type": "string", "maxLength": max, "pattern": "\\S"}),
+        Kind::Email { max } => {
+            json!({"type": "string", "maxLength": max, "pattern": "^\\S*@\\S*$"})
+        }
         Kind::Money => decimal("minimum"),
         Kind::Positive => decimal("exclusiveMinimum"),
         Kind::Count => json!({"type": "integer", "minimum": 1, "maximum": i32::MAX}),
@@ -104,6 +107,7 @@ fn described(mut schema: Value, about: &str) -> Value {
 fn fields_schema(fields: &[Field]) -> Value {
     let mut required = Vec::new();
     let mut properties = Map::new();
+    let mut rules = Vec::new();
     for field in fields {
         let pair = match field.kind {
             Kind::Reference => Some((
@@ -134,11 +138,16 @@ fn fields_schema(fields: &[Field]) -> Value {
                     field.about
                 );
                 let about = about.trim_start();
+                // Never both; one when required.
+                rules.push(json!({"not": {"required": [id, other_name]}}));
+                if field.required {
+                    rules.push(json!({"anyOf": [{"required": [id]}, {"required": [other_name]}]}));
+                }
                 properties.insert(
                     id.clone(),
-                    described(nullable(json!({"type": "string", "format": "uuid"})), about),
+                    described(json!({"type": "string", "format": "uuid"}), about),
                 );
-                properties.insert(other_name, described(nullable(other), about));
+                properties.insert(other_name, described(other, about));
             }
             None => {
                 let schema = kind_schema(field.kind);
@@ -152,7 +161,11 @@ fn fields_schema(fields: &[Field]) -> Value {
             }
         }
     }
-    json!({"type": "object", "required": required, "properties": properties})
+    let mut schema = json!({"type": "object", "required": required, "properties": properties});
+    if !rules.is_empty() {
+        schema["allOf"] = json!(rules);
+    }
+    schema
 }
 
 /// The canonical create payload of a resource (what a bulk record holds,
@@ -533,10 +546,10 @@ fn schemas() -> Map<String, Value> {
                     ),
                     (
                         "conflict_mode",
-                        one_of(
+                        nullable(one_of(
                             &["skip", "update", "replace", "error"],
                             "What happens to a record whose (external_source, external_id) exists. Default skip.",
-                        ),
+                        )),
                     ),
                 ],
             ),
@@ -1130,7 +1143,7 @@ fn paths() -> Map<String, Value> {
                 ),
                 json!({"name": "Idempotency-Key", "in": "header", "required": false,
                    "description": "At most 255 characters, kept 24 h: a retry with the same body replays the first response.",
-                   "schema": {"type": "string", "maxLength": 255}}),
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "\\S"}}),
             ],
             Some(reference("BulkRequest")),
             vec![
@@ -1213,7 +1226,7 @@ fn paths() -> Map<String, Value> {
                 query(
                     "starting_after",
                     "A record index: the errors after it.",
-                    json!({"type": "integer", "minimum": 0}),
+                    json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
                 ),
                 query(
                     "format",
@@ -1477,7 +1490,9 @@ mod tests {
                 declared.push(name.clone());
                 let limit = |key: &str| property[key].clone();
                 match field.kind {
-                    Kind::Text { max } => assert_eq!(limit("maxLength"), json!(max), "{at}{name}"),
+                    Kind::Text { max } | Kind::Email { max } => {
+                        assert_eq!(limit("maxLength"), json!(max), "{at}{name}");
+                    }
                     Kind::Enum(names) => {
                         let documented: Vec<Value> = limit("enum")
                             .as_array()
@@ -1500,7 +1515,8 @@ mod tests {
                         holds(&property["items"], of, &format!("{at}{name}[]."));
                     }
                     Kind::Reference | Kind::GlAccount => {
-                        assert!(property["type"].is_array(), "{at}{name} may be null");
+                        let rules = schema["allOf"].to_string();
+                        assert!(rules.contains(&name), "{at}{name}: the pair's rule");
                     }
                     Kind::Date | Kind::Bool => {}
                 }

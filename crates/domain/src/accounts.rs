@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::canonical::{Applied, Canonical, Item, WriteContext};
 use crate::error::RecordError;
-use crate::fields::{Fields, INVALID};
+use crate::fields::Fields;
 use crate::named::{Named, named_enum};
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::spec::{Field, Kind};
@@ -39,7 +39,7 @@ const ACCOUNT_TYPE: Field = Field::required(
     Kind::Enum(AccountType::NAMES),
     "business, individual and lead are customers; vendor is a supplier.",
 );
-const EMAIL: Field = Field::optional("email", Kind::Text { max: 254 }, "An email address.");
+const EMAIL: Field = Field::optional("email", Kind::Email { max: 254 }, "An email address.");
 const PHONE: Field = Field::optional("phone", Kind::Text { max: 50 }, "");
 const CREDIT_LIMIT: Field = Field::optional("credit_limit", Kind::Money, "Credit limit.");
 const ADDRESS_TYPE: Field =
@@ -108,16 +108,7 @@ impl AccountInput {
         let f = Fields::record(record, FIELDS)?;
         let name = f.required_string(&NAME)?;
         let account_type = f.required_enum(&ACCOUNT_TYPE)?;
-        let email = f.optional_string(&EMAIL)?;
-        if let Some(email) = &email
-            && (!email.contains('@') || email.contains(char::is_whitespace))
-        {
-            return Err(RecordError::at(
-                INVALID,
-                "email",
-                format!("email '{email}' is not an email address"),
-            ));
-        }
+        let email = f.optional_email(&EMAIL)?;
         let phone = f.optional_string(&PHONE)?;
         let credit_limit = f.optional_money(&CREDIT_LIMIT)?;
         let addresses = f.parse_items(&ADDRESSES, parse_address)?;

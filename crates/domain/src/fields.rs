@@ -311,6 +311,24 @@ impl Fields<'_> {
         self.optional_string_at(field.name, max)
     }
 
+    pub(crate) fn optional_email(&self, field: &Field) -> Result<Option<String>, RecordError> {
+        let Kind::Email { max } = field.kind else {
+            panic!("{} is not an email address", field.name)
+        };
+        self.declared(field, false, true);
+        let email = self.optional_string_at(field.name, max)?;
+        if let Some(email) = &email
+            && (!email.contains('@') || email.contains(char::is_whitespace))
+        {
+            return Err(RecordError::at(
+                INVALID,
+                field.name,
+                format!("{} '{email}' is not an email address", field.name),
+            ));
+        }
+        Ok(email)
+    }
+
     pub(crate) fn required_enum<T: Named>(&self, field: &Field) -> Result<T, RecordError> {
         self.declared(
             field,

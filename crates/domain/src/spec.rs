@@ -23,6 +23,10 @@ pub enum Kind {
     Text {
         max: usize,
     },
+    /// The same, holding an `@` and no white space.
+    Email {
+        max: usize,
+    },
     /// An exact decimal, not negative, with at most four decimal places and
     /// fifteen digits before the point.
     Money,

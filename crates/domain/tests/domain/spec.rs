@@ -191,6 +191,15 @@ impl Checker {
         };
         match field.kind {
             Kind::Text { max } => text(field.name, max),
+            Kind::Email { max } => {
+                text(field.name, max);
+                self.refused_at(
+                    &set(field.name, json!("ap at acme")),
+                    &path,
+                    None,
+                    "no address",
+                );
+            }
             Kind::Reference => {
                 let names = field.names();
                 text(&names[1], EXTERNAL_ID_MAX);
