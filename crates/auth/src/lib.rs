@@ -86,8 +86,8 @@ impl Principal {
     }
 
     /// Whether the key may post journal entries into a closed period with
-    /// `bypass_period_check`: the contract allows it to keys with
-    /// `migration:write` only.
+    /// `bypass_period_check`: only keys with `migration:write`, the keys that
+    /// load history, may.
     pub fn may_bypass_period_check(&self) -> bool {
         self.has("migration:write")
     }

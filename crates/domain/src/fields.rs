@@ -282,14 +282,16 @@ impl Fields<'_> {
 impl Fields<'_> {
     /// In debug builds, fails a read the parser's declarations do not allow:
     /// a field its resource does not declare, or read as other than declared.
-    fn declared(&self, field: &Field, required: bool, kind_matches: bool) {
+    /// `kind_matches` is only called in debug builds: the parse of every
+    /// record goes through here.
+    fn declared(&self, field: &Field, required: bool, kind_matches: impl FnOnce() -> bool) {
         debug_assert!(
             self.spec.iter().any(|f| f.name == field.name),
             "a parser reads {}, which its resource does not declare",
             field.name
         );
         debug_assert!(
-            field.required == required && kind_matches,
+            field.required == required && kind_matches(),
             "{} is read otherwise than declared: {field:?}",
             field.name
         );
@@ -299,7 +301,7 @@ impl Fields<'_> {
         let Kind::Text { max } = field.kind else {
             panic!("{} is not text", field.name)
         };
-        self.declared(field, true, true);
+        self.declared(field, true, || true);
         self.required_string_at(field.name, max)
     }
 
@@ -307,7 +309,7 @@ impl Fields<'_> {
         let Kind::Text { max } = field.kind else {
             panic!("{} is not text", field.name)
         };
-        self.declared(field, false, true);
+        self.declared(field, false, || true);
         self.optional_string_at(field.name, max)
     }
 
@@ -315,7 +317,7 @@ impl Fields<'_> {
         let Kind::Email { max } = field.kind else {
             panic!("{} is not an email address", field.name)
         };
-        self.declared(field, false, true);
+        self.declared(field, false, || true);
         let email = self.optional_string_at(field.name, max)?;
         if let Some(email) = &email
             && (!email.contains('@') || email.contains(char::is_whitespace))
@@ -333,7 +335,7 @@ impl Fields<'_> {
         self.declared(
             field,
             true,
-            matches!(field.kind, Kind::Enum(n) if n == T::NAMES),
+            || matches!(field.kind, Kind::Enum(n) if n == T::NAMES),
         );
         self.enum_at(field.name)?.ok_or_else(|| {
             RecordError::at(MISSING, field.name, format!("{} is required", field.name))
@@ -344,7 +346,7 @@ impl Fields<'_> {
         self.declared(
             field,
             false,
-            matches!(field.kind, Kind::Enum(n) if n == T::NAMES),
+            || matches!(field.kind, Kind::Enum(n) if n == T::NAMES),
         );
         self.enum_at(field.name)
     }
@@ -363,17 +365,17 @@ impl Fields<'_> {
     }
 
     pub(crate) fn optional_money(&self, field: &Field) -> Result<Option<Decimal>, RecordError> {
-        self.declared(field, false, matches!(field.kind, Kind::Money));
+        self.declared(field, false, || matches!(field.kind, Kind::Money));
         self.optional_money_at(field.name)
     }
 
     pub(crate) fn required_positive(&self, field: &Field) -> Result<Decimal, RecordError> {
-        self.declared(field, true, matches!(field.kind, Kind::Positive));
+        self.declared(field, true, || matches!(field.kind, Kind::Positive));
         self.required_positive_at(field.name)
     }
 
     pub(crate) fn optional_positive(&self, field: &Field) -> Result<Option<Decimal>, RecordError> {
-        self.declared(field, false, matches!(field.kind, Kind::Positive));
+        self.declared(field, false, || matches!(field.kind, Kind::Positive));
         if self.get(field.name).is_none() {
             return Ok(None);
         }
@@ -381,22 +383,22 @@ impl Fields<'_> {
     }
 
     pub(crate) fn required_date(&self, field: &Field) -> Result<NaiveDate, RecordError> {
-        self.declared(field, true, matches!(field.kind, Kind::Date));
+        self.declared(field, true, || matches!(field.kind, Kind::Date));
         self.required_date_at(field.name)
     }
 
     pub(crate) fn optional_date(&self, field: &Field) -> Result<Option<NaiveDate>, RecordError> {
-        self.declared(field, false, matches!(field.kind, Kind::Date));
+        self.declared(field, false, || matches!(field.kind, Kind::Date));
         self.optional_date_at(field.name)
     }
 
     pub(crate) fn optional_bool(&self, field: &Field) -> Result<Option<bool>, RecordError> {
-        self.declared(field, false, matches!(field.kind, Kind::Bool));
+        self.declared(field, false, || matches!(field.kind, Kind::Bool));
         self.optional_bool_at(field.name)
     }
 
     pub(crate) fn required_count(&self, field: &Field) -> Result<i32, RecordError> {
-        self.declared(field, true, matches!(field.kind, Kind::Count));
+        self.declared(field, true, || matches!(field.kind, Kind::Count));
         self.required_count_at(field.name)
     }
 
@@ -409,13 +411,13 @@ impl Fields<'_> {
         let Kind::Items { min, max, of } = field.kind else {
             panic!("{} is not a list of items", field.name)
         };
-        self.declared(field, min > 0, true);
+        self.declared(field, min > 0, || true);
         self.items_at(field.name, (min, max), of, parse)
     }
 
     /// Checks a reference's declaration, for the reference parsers of
     /// `refs.rs`, which read its two names with the methods below.
-    pub(crate) fn declared_reference(&self, field: &Field, kind_matches: bool) {
+    pub(crate) fn declared_reference(&self, field: &Field, kind_matches: impl FnOnce() -> bool) {
         self.declared(field, field.required, kind_matches);
     }
 

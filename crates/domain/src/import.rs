@@ -36,6 +36,39 @@ use crate::{ConflictMode, Resource, Tenant};
 
 use crate::spec::{EXTERNAL_ID_MAX, EXTERNAL_SOURCE_MAX, Field};
 
+/// Evaluates `$body` with `$R` naming the canonical handler of `$resource`:
+/// the one place a resource is tied to its handler.
+macro_rules! with_handler {
+    ($resource:expr, $R:ident => $body:expr) => {
+        match $resource {
+            Resource::Accounts => {
+                type $R = Accounts;
+                $body
+            }
+            Resource::Products => {
+                type $R = Products;
+                $body
+            }
+            Resource::Orders => {
+                type $R = Orders;
+                $body
+            }
+            Resource::JournalEntries => {
+                type $R = JournalEntries;
+                $body
+            }
+            Resource::VendorBills => {
+                type $R = VendorBills;
+                $body
+            }
+            Resource::ApPayments => {
+                type $R = ApPayments;
+                $body
+            }
+        }
+    };
+}
+
 /// The job-level settings every record of a batch is imported with.
 #[derive(Debug, Clone, Copy)]
 pub struct ImportContext<'a> {
@@ -200,14 +233,7 @@ pub async fn import_records(
     first_index: u32,
 ) -> Result<Tally, ImportError> {
     plan_without_statistics(&mut *conn).await?;
-    match ctx.resource {
-        Resource::Accounts => run::<Accounts>(conn, ctx, records, first_index).await,
-        Resource::Products => run::<Products>(conn, ctx, records, first_index).await,
-        Resource::Orders => run::<Orders>(conn, ctx, records, first_index).await,
-        Resource::JournalEntries => run::<JournalEntries>(conn, ctx, records, first_index).await,
-        Resource::VendorBills => run::<VendorBills>(conn, ctx, records, first_index).await,
-        Resource::ApPayments => run::<ApPayments>(conn, ctx, records, first_index).await,
-    }
+    with_handler!(ctx.resource, R => run::<R>(conn, ctx, records, first_index).await)
 }
 
 fn external_id_of(record: &Value) -> Option<&str> {
@@ -415,14 +441,7 @@ async fn single_failure<R: Canonical>(
 
 /// The fields a record of `resource` may hold, besides its `external_id`.
 pub fn fields(resource: Resource) -> &'static [Field] {
-    match resource {
-        Resource::Accounts => Accounts::FIELDS,
-        Resource::Products => Products::FIELDS,
-        Resource::Orders => Orders::FIELDS,
-        Resource::JournalEntries => JournalEntries::FIELDS,
-        Resource::VendorBills => VendorBills::FIELDS,
-        Resource::ApPayments => ApPayments::FIELDS,
-    }
+    with_handler!(resource, R => R::FIELDS)
 }
 
 /// Parses a record of `resource` as its canonical handler does, checking
@@ -436,14 +455,7 @@ pub fn parse_record(resource: Resource, record: &Value) -> Result<String, Record
     {
         R::parse(record).map(|input| format!("{input:?}"))
     }
-    match resource {
-        Resource::Accounts => parse::<Accounts>(record),
-        Resource::Products => parse::<Products>(record),
-        Resource::Orders => parse::<Orders>(record),
-        Resource::JournalEntries => parse::<JournalEntries>(record),
-        Resource::VendorBills => parse::<VendorBills>(record),
-        Resource::ApPayments => parse::<ApPayments>(record),
-    }
+    with_handler!(resource, R => parse::<R>(record))
 }
 
 /// Creates one record through its resource's canonical create handler: what
@@ -457,14 +469,7 @@ pub async fn create_one(
     record: &Value,
     ctx: SingleContext<'_>,
 ) -> Result<Uuid, HandlerError> {
-    match resource {
-        Resource::Accounts => create::<Accounts>(conn, record, ctx).await,
-        Resource::Products => create::<Products>(conn, record, ctx).await,
-        Resource::Orders => create::<Orders>(conn, record, ctx).await,
-        Resource::JournalEntries => create::<JournalEntries>(conn, record, ctx).await,
-        Resource::VendorBills => create::<VendorBills>(conn, record, ctx).await,
-        Resource::ApPayments => create::<ApPayments>(conn, record, ctx).await,
-    }
+    with_handler!(resource, R => create::<R>(conn, record, ctx).await)
 }
 
 /// Who creates a single record, and what they may do.

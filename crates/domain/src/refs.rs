@@ -36,7 +36,7 @@ pub struct RefField {
 /// Reads the reference `field` declares, by `<name>_id` or
 /// `<name>_external_id`: at most one of them, and one when it is required.
 pub(crate) fn parse_ref(f: &Fields<'_>, field: &Field) -> Result<Option<RefField>, RecordError> {
-    f.declared_reference(field, matches!(field.kind, Kind::Reference));
+    f.declared_reference(field, || matches!(field.kind, Kind::Reference));
     let name = field.name;
     let required = field.required;
     let id_field = format!("{name}_id");
@@ -230,10 +230,9 @@ pub(crate) fn parse_gl_ref(
     f: &Fields<'_>,
     field: &Field,
 ) -> Result<(GlRef, &'static str), RecordError> {
-    f.declared_reference(
-        field,
-        matches!(field.kind, Kind::GlAccount) && field.required,
-    );
+    f.declared_reference(field, || {
+        matches!(field.kind, Kind::GlAccount) && field.required
+    });
     match (
         f.has_named("gl_account_id"),
         f.has_named("gl_account_number"),

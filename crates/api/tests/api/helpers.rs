@@ -348,6 +348,54 @@ impl TestApp {
         }
     }
 
+    /// Closes the test mode's books through `through` (`YYYY-MM-DD`).
+    pub async fn close_period(&self, through: &str) {
+        domain::ledger::close_period(
+            &self.pool,
+            self.entity_id,
+            &[domain::Mode::Test],
+            through.parse().expect("a date"),
+        )
+        .await
+        .expect("the period is closed");
+    }
+
+    /// Stores a job straight in the store, as the API would after deciding
+    /// what its key may do, without a key or a request behind it.
+    pub async fn store_job(
+        &self,
+        resource: domain::Resource,
+        records: &Value,
+        may_bypass_period_check: bool,
+    ) -> domain::jobs::Job {
+        let submission = domain::jobs::submit(
+            &self.pool,
+            domain::jobs::NewJob {
+                tenant: domain::Tenant {
+                    entity_id: self.entity_id,
+                    mode: domain::Mode::Test,
+                },
+                resource,
+                external_source: "shopify",
+                conflict_mode: domain::ConflictMode::Skip,
+                records,
+                record_count: i32::try_from(records.as_array().expect("an array").len())
+                    .expect("at most 1000 records"),
+                request_id: None,
+                submitted_by: None,
+                retry_of: None,
+                may_bypass_period_check,
+            },
+            None,
+        )
+        .await
+        .expect("job stored");
+        let domain::jobs::Submission::Created(job) = submission else {
+            panic!("a new job")
+        };
+        *job
+    }
+
     /// Rows of a table in this app's database.
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("select count(*) from {table}"))

@@ -293,14 +293,7 @@ async fn journal_entries_post_balanced_lines_to_leaf_accounts() {
 #[tokio::test]
 async fn a_closed_period_refuses_entries_unless_bypassed_with_migration_write() {
     let app = spawn_app().await;
-    domain::ledger::close_period(
-        &app.pool,
-        app.entity_id,
-        &[domain::Mode::Test],
-        "2026-01-31".parse().expect("date"),
-    )
-    .await
-    .expect("closed");
+    app.close_period("2026-01-31").await;
     let lines = json!([{"gl_account_number": "6010", "debit_amount": 1}, {"gl_account_number": "1010", "credit_amount": 1}]);
     let mut bypassed = entry("JE-2", "2026-01-15", lines.clone());
     bypassed["bypass_period_check"] = json!(true);

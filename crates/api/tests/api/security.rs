@@ -483,14 +483,7 @@ async fn key_changes_and_closed_period_posts_are_audited_and_the_log_is_append_o
         .await
         .expect("revoked");
 
-    domain::ledger::close_period(
-        &app.pool,
-        app.entity_id,
-        &[domain::Mode::Test],
-        "2026-01-31".parse().expect("date"),
-    )
-    .await
-    .expect("closed");
+    app.close_period("2026-01-31").await;
     let entry = json!({"external_id": "JE-1", "entry_date": "2026-01-15", "bypass_period_check": true,
                        "lines": [{"gl_account_number": "6010", "debit_amount": 1}, {"gl_account_number": "1010", "credit_amount": 1}]});
     let response = app
@@ -551,14 +544,7 @@ async fn key_changes_and_closed_period_posts_are_audited_and_the_log_is_append_o
 #[tokio::test]
 async fn the_worker_bypasses_a_closed_period_only_when_the_submission_was_allowed_to() {
     let app = spawn_app().await;
-    domain::ledger::close_period(
-        &app.pool,
-        app.entity_id,
-        &[domain::Mode::Test],
-        "2026-01-31".parse().expect("date"),
-    )
-    .await
-    .expect("closed");
+    app.close_period("2026-01-31").await;
     let entry = |id: &str| {
         json!({"external_id": id, "entry_date": "2026-01-15", "bypass_period_check": true,
                "lines": [{"gl_account_number": "6010", "debit_amount": 1},
@@ -580,29 +566,9 @@ async fn the_worker_bypasses_a_closed_period_only_when_the_submission_was_allowe
     // A job whose submission was not allowed to: the worker decides nothing
     // of its own and refuses the closed period.
     let records = Value::Array(vec![entry("JE-2")]);
-    let domain::jobs::Submission::Created(job) = domain::jobs::submit(
-        &app.pool,
-        domain::jobs::NewJob {
-            tenant: domain::Tenant {
-                entity_id: app.entity_id,
-                mode: domain::Mode::Test,
-            },
-            resource: domain::Resource::JournalEntries,
-            external_source: "gl",
-            conflict_mode: domain::ConflictMode::Skip,
-            records: &records,
-            record_count: 1,
-            request_id: None,
-            submitted_by: None,
-            retry_of: None,
-            may_bypass_period_check: false,
-        },
-        None,
-    )
-    .await
-    .expect("job stored") else {
-        panic!("a new job")
-    };
+    let job = app
+        .store_job(domain::Resource::JournalEntries, &records, false)
+        .await;
     let done = app.wait_for_job(&job.id.to_string()).await;
     assert_eq!(done["failed_records"], 1, "{done}");
     assert_eq!(done["errors"][0]["code"], "period_closed", "{done}");

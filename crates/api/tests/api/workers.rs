@@ -129,30 +129,9 @@ async fn a_committed_job_the_api_never_published_is_relayed_by_a_worker() {
     })
     .await;
     let records = serde_json::Value::Array(products(3));
-    let submission = domain::jobs::submit(
-        &app.pool,
-        domain::jobs::NewJob {
-            tenant: domain::Tenant {
-                entity_id: app.entity_id,
-                mode: domain::Mode::Test,
-            },
-            resource: domain::Resource::Products,
-            external_source: "shopify",
-            conflict_mode: domain::ConflictMode::Skip,
-            records: &records,
-            record_count: 3,
-            request_id: None,
-            submitted_by: None,
-            retry_of: None,
-            may_bypass_period_check: true,
-        },
-        None,
-    )
-    .await
-    .expect("job stored");
-    let domain::jobs::Submission::Created(job) = submission else {
-        panic!("a new job")
-    };
+    let job = app
+        .store_job(domain::Resource::Products, &records, true)
+        .await;
     assert_eq!(app.count("job_outbox").await, 1);
 
     app.settings.amqp.relay_interval_ms = 100;
