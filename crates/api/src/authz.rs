@@ -1,19 +1,19 @@
-//! Authorization in one place. Every matched route passes through
-//! [`authorize`] before its handler: the route's policy (public, or the scopes
-//! it needs) is looked up by its path template, the key is authenticated and
-//! checked against the path's entity (the [`Principal`] extractor), the key's
-//! rate limit is counted, and the scopes are checked. A route missing from
-//! [`policy`] is refused with a 500, so a new route cannot be reached until it
-//! is given a policy.
+//! Authorization in one place. Every route that is not public is served
+//! behind [`authorize`], given the route's [`Policy`] from its entry in the
+//! route table (`routes::Route`): the key is authenticated and checked
+//! against the path's entity (the [`Principal`] extractor), the key's rate
+//! limit is counted, and the scopes are checked.
+
+use std::sync::Arc;
 
 use auth::{AuthError, Principal};
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::Resource;
 
-use crate::error::{ErrorType, generic};
+use crate::error::ErrorType;
 use crate::ratelimit::Decision;
 use crate::{ApiError, AppState};
 
@@ -22,106 +22,63 @@ use crate::{ApiError, AppState};
 pub enum Policy {
     Public,
     Scopes(Vec<&'static str>),
+    /// These scopes and the write scope of the resource the path names
+    /// (`{resource}`).
+    ScopesAndResourceWrite(Vec<&'static str>),
 }
 
-/// The policy of a route, by its method and path template; `None` when the
-/// route has none (a programming error) or the method is not served there.
-pub fn policy(method: &Method, template: &str, resource: Option<&str>) -> Option<Policy> {
-    use Policy::{Public, Scopes};
-    if matches!(
-        template,
-        "/healthz"
-            | "/readyz"
-            | "/metrics"
-            | "/openapi.json"
-            | "/docs"
-            | "/docs/redoc.standalone.js"
-            | "/console"
-            | "/console/console.js"
-            | "/console/console.css"
-    ) {
-        return (method == Method::GET).then_some(Public);
+impl Policy {
+    /// The scopes a request needs, given the resource its path names. An
+    /// unknown resource adds none: it is the handler's 404.
+    pub fn scopes(&self, resource: Option<&str>) -> Vec<&'static str> {
+        match self {
+            Policy::Public => Vec::new(),
+            Policy::Scopes(scopes) => scopes.clone(),
+            Policy::ScopesAndResourceWrite(scopes) => {
+                let mut scopes = scopes.clone();
+                if let Some(resource) = resource.and_then(|r| r.parse::<Resource>().ok()) {
+                    scopes.push(resource.write_scope());
+                }
+                scopes
+            }
+        }
     }
-    let rest = template.strip_prefix("/v1/entities/{entity_id}/")?;
-    let get = method == Method::GET;
-    let post = method == Method::POST;
-    let delete = method == Method::DELETE;
-    match rest {
-        "migration/{resource}/bulk" if post => {
-            let mut scopes = vec!["migration:write"];
-            // An unknown resource is the handler's 404; it needs no more.
-            if let Some(resource) = resource.and_then(|r| r.parse::<Resource>().ok()) {
-                scopes.push(resource.write_scope());
-            }
-            Some(Scopes(scopes))
-        }
-        "migration/jobs"
-        | "migration/jobs/{job_id}"
-        | "migration/jobs/{job_id}/errors"
-        | "reconciliation/counts"
-            if get =>
-        {
-            Some(Scopes(vec!["migration:read"]))
-        }
-        // The job's resource is not in the path: the handler checks its
-        // write scope once it has read the job.
-        "migration/jobs/{job_id}/retry" if post => Some(Scopes(vec!["migration:write"])),
-        // Registering an endpoint is a migration setting: it says where the
-        // jobs' ends are announced.
-        "webhook-endpoints" if post => Some(Scopes(vec!["migration:write"])),
-        "webhook-endpoints/{endpoint_id}" if delete => Some(Scopes(vec!["migration:write"])),
-        "webhook-endpoints" | "webhook-endpoints/{endpoint_id}/deliveries" if get => {
-            Some(Scopes(vec!["migration:read"]))
-        }
-        "reconciliation/trial-balance" | "gl-accounts" | "gl-accounts/{id}" if get => {
-            Some(Scopes(vec!["accounting:read"]))
-        }
-        _ => {
-            let (name, item) = match rest.strip_suffix("/{id}") {
-                Some(name) => (name, true),
-                None => (rest, false),
-            };
-            let resource: Resource = name.parse().ok()?;
-            match (get, post, item) {
-                (true, _, _) => Some(Scopes(vec![resource.read_scope()])),
-                (_, true, false) => Some(Scopes(vec![resource.write_scope()])),
-                _ => None,
-            }
+}
+
+/// What [`authorize`] is given for a route: the application and the route's
+/// policy.
+#[derive(Clone)]
+pub struct Guard {
+    state: AppState,
+    policy: Arc<Policy>,
+}
+
+impl Guard {
+    pub fn new(state: AppState, policy: Policy) -> Self {
+        Self {
+            state,
+            policy: Arc::new(policy),
         }
     }
 }
 
 /// The middleware: see the module documentation.
-pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let Guard { state, policy } = guard;
     let (mut parts, body) = request.into_parts();
-    let Some(template) = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-    else {
-        // Only matched routes get here.
-        return next.run(Request::from_parts(parts, body)).await;
+    let resource = match *policy {
+        Policy::ScopesAndResourceWrite(_) => RawPathParams::from_request_parts(&mut parts, &state)
+            .await
+            .ok()
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(name, _)| *name == "resource")
+                    .map(|(_, value)| value.to_owned())
+            }),
+        _ => None,
     };
-    let resource = RawPathParams::from_request_parts(&mut parts, &state)
-        .await
-        .ok()
-        .and_then(|params| {
-            params
-                .iter()
-                .find(|(name, _)| *name == "resource")
-                .map(|(_, value)| value.to_owned())
-        });
-    let scopes = match policy(&parts.method, &template, resource.as_deref()) {
-        Some(Policy::Public) => return next.run(Request::from_parts(parts, body)).await,
-        Some(Policy::Scopes(scopes)) => scopes,
-        None if is_known(&template) => {
-            return generic(StatusCode::METHOD_NOT_ALLOWED).into_response();
-        }
-        None => {
-            return ApiError::internal(&format!("route {template} has no authorization policy"))
-                .into_response();
-        }
-    };
+    let scopes = policy.scopes(resource.as_deref());
 
     let principal = match Principal::from_request_parts(&mut parts, &state).await {
         Ok(principal) => principal,
@@ -161,13 +118,6 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
     response
 }
 
-/// Whether some method is served at this template (so another is a 405).
-fn is_known(template: &str) -> bool {
-    [Method::GET, Method::POST, Method::DELETE]
-        .iter()
-        .any(|m| policy(m, template, None).is_some())
-}
-
 fn rate_limit_headers(response: &mut Response, decision: Decision) {
     let headers = response.headers_mut();
     for (name, value) in [
@@ -181,132 +131,158 @@ fn rate_limit_headers(response: &mut Response, decision: Decision) {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::Method;
+
     use super::*;
+    use crate::routes;
+
+    /// The policy of the route at `method` and `template`, if there is one.
+    fn policy(method: &Method, template: &str) -> Option<Policy> {
+        routes::all()
+            .into_iter()
+            .find(|route| route.method == method && route.path == template)
+            .map(|route| route.policy)
+    }
 
     #[test]
-    fn every_route_has_a_policy() {
+    fn the_routes_require_their_scopes() {
         let entity = "/v1/entities/{entity_id}";
         let cases = [
             (
                 Method::POST,
                 format!("{entity}/migration/{{resource}}/bulk"),
                 Some("vendor-bills"),
-                Policy::Scopes(vec!["migration:write", "purchasing:write"]),
+                vec!["migration:write", "purchasing:write"],
+            ),
+            (
+                Method::POST,
+                format!("{entity}/migration/{{resource}}/bulk"),
+                Some("invoices"),
+                vec!["migration:write"],
             ),
             (
                 Method::GET,
                 format!("{entity}/migration/jobs/{{job_id}}"),
                 None,
-                Policy::Scopes(vec!["migration:read"]),
+                vec!["migration:read"],
             ),
             (
                 Method::GET,
                 format!("{entity}/migration/jobs/{{job_id}}/errors"),
                 None,
-                Policy::Scopes(vec!["migration:read"]),
+                vec!["migration:read"],
             ),
             (
                 Method::POST,
                 format!("{entity}/migration/jobs/{{job_id}}/retry"),
                 None,
-                Policy::Scopes(vec!["migration:write"]),
+                vec!["migration:write"],
             ),
             (
                 Method::GET,
                 format!("{entity}/journal-entries"),
                 None,
-                Policy::Scopes(vec!["accounting:read"]),
+                vec!["accounting:read"],
             ),
             (
                 Method::POST,
                 format!("{entity}/ap-payments"),
                 None,
-                Policy::Scopes(vec!["payments:write"]),
+                vec!["payments:write"],
             ),
             (
                 Method::GET,
                 format!("{entity}/orders/{{id}}"),
                 None,
-                Policy::Scopes(vec!["orders:read"]),
+                vec!["orders:read"],
+            ),
+            (
+                Method::GET,
+                format!("{entity}/gl-accounts/{{id}}"),
+                None,
+                vec!["accounting:read"],
             ),
             (
                 Method::GET,
                 format!("{entity}/reconciliation/trial-balance"),
                 None,
-                Policy::Scopes(vec!["accounting:read"]),
+                vec!["accounting:read"],
+            ),
+            (
+                Method::GET,
+                format!("{entity}/reconciliation/counts"),
+                None,
+                vec!["migration:read"],
             ),
             (
                 Method::POST,
                 format!("{entity}/webhook-endpoints"),
                 None,
-                Policy::Scopes(vec!["migration:write"]),
+                vec!["migration:write"],
             ),
             (
                 Method::GET,
                 format!("{entity}/webhook-endpoints"),
                 None,
-                Policy::Scopes(vec!["migration:read"]),
+                vec!["migration:read"],
             ),
             (
                 Method::DELETE,
                 format!("{entity}/webhook-endpoints/{{endpoint_id}}"),
                 None,
-                Policy::Scopes(vec!["migration:write"]),
+                vec!["migration:write"],
             ),
             (
                 Method::GET,
                 format!("{entity}/webhook-endpoints/{{endpoint_id}}/deliveries"),
                 None,
-                Policy::Scopes(vec!["migration:read"]),
-            ),
-            (Method::GET, "/readyz".to_owned(), None, Policy::Public),
-            (Method::GET, "/console".to_owned(), None, Policy::Public),
-            (
-                Method::GET,
-                "/console/console.js".to_owned(),
-                None,
-                Policy::Public,
+                vec!["migration:read"],
             ),
         ];
         for (method, template, resource, expected) in cases {
-            assert_eq!(
-                policy(&method, &template, resource),
-                Some(expected),
-                "{method} {template}"
-            );
+            let policy = policy(&method, &template)
+                .unwrap_or_else(|| panic!("{method} {template} is not a route"));
+            assert_ne!(policy, Policy::Public, "{method} {template}");
+            assert_eq!(policy.scopes(resource), expected, "{method} {template}");
         }
     }
 
     #[test]
-    fn routes_without_a_policy_are_refused() {
+    fn only_probes_documentation_and_the_console_are_public() {
+        let public: Vec<String> = routes::all()
+            .into_iter()
+            .filter(|route| route.policy == Policy::Public)
+            .map(|route| format!("{} {}", route.method, route.path))
+            .collect();
         assert_eq!(
-            policy(&Method::GET, "/v1/entities/{entity_id}/invoices", None),
-            None
+            public,
+            [
+                "GET /healthz",
+                "GET /readyz",
+                "GET /metrics",
+                "GET /openapi.json",
+                "GET /docs",
+                "GET /docs/redoc.standalone.js",
+                "GET /console",
+                "GET /console/console.js",
+                "GET /console/console.css",
+            ]
         );
-        assert_eq!(
-            policy(
-                &Method::DELETE,
-                "/v1/entities/{entity_id}/orders/{id}",
-                None
-            ),
-            None
-        );
-        assert_eq!(
-            policy(&Method::POST, "/v1/entities/{entity_id}/orders/{id}", None),
-            None
-        );
-        assert_eq!(
-            policy(
-                &Method::GET,
+    }
+
+    #[test]
+    fn what_is_not_in_the_table_is_not_a_route() {
+        for (method, template) in [
+            (Method::GET, "/v1/entities/{entity_id}/invoices"),
+            (Method::DELETE, "/v1/entities/{entity_id}/orders/{id}"),
+            (Method::POST, "/v1/entities/{entity_id}/orders/{id}"),
+            (
+                Method::GET,
                 "/v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}",
-                None
             ),
-            None
-        );
-        assert!(is_known("/v1/entities/{entity_id}/orders/{id}"));
-        assert!(is_known(
-            "/v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}"
-        ));
-        assert!(!is_known("/v1/admin"));
+            (Method::POST, "/v1/entities/{entity_id}/gl-accounts"),
+        ] {
+            assert_eq!(policy(&method, template), None, "{method} {template}");
+        }
     }
 }

@@ -171,19 +171,7 @@ impl Application {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState, http: &HttpSettings) -> Router {
-    Router::new()
-        .merge(routes::health::router())
-        .merge(routes::docs::router())
-        .merge(routes::console::router())
-        .merge(routes::migration::router())
-        .merge(routes::records::router())
-        .merge(routes::reconciliation::router())
-        .merge(routes::webhooks::router())
-        // Every matched route, and only those, passes the authorization policy.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authz::authorize,
-        ))
+    routes::router(&state)
         .fallback(routes::fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

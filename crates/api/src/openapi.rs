@@ -1,18 +1,17 @@
-//! The OpenAPI 3.1 document of the API, built from the same tables the router
-//! and the authorization layer use: the resources (`Resource::ALL`), their
-//! routes, and each route's scopes (`authz::policy`). It is served at
+//! The OpenAPI 3.1 document of the API. Its paths are the route tables the
+//! router and the authorization layer read (`routes::all`: each route's
+//! template, policy and [`Operation`]); its record schemas are the resources'
+//! field declarations (`domain::spec`). It is served at
 //! `/openapi.json` and committed as `openapi.json`; a test fails when the two
 //! differ, and `cargo xtask deploy-check` validates it against the OpenAPI
 //! 3.1 schema. `/docs` renders it with Redoc, served by the API itself.
 
-use axum::http::Method;
 use domain::Resource;
 use domain::spec::{self, Field, Kind};
 use serde_json::{Map, Value, json};
 
-use crate::authz::{Policy, policy};
-
-const ENTITY: &str = "/v1/entities/{entity_id}";
+use crate::authz::Policy;
+use crate::routes::{self, Doc};
 
 fn string(description: &str) -> Value {
     json!({"type": "string", "description": description})
@@ -46,7 +45,7 @@ fn one_of(values: &[&str], description: &str) -> Value {
     json!({"type": "string", "enum": values, "description": description})
 }
 
-fn reference(schema: &str) -> Value {
+pub(crate) fn reference(schema: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{schema}")})
 }
 
@@ -172,6 +171,24 @@ fn fields_schema(fields: &[Field]) -> Value {
 /// less `external_id`).
 fn create_payload(resource: Resource) -> Value {
     fields_schema(domain::import::fields(resource))
+}
+
+/// The body of a one-record create: the payload, with provenance optional.
+pub(crate) fn single_create_payload(resource: Resource) -> Value {
+    let mut payload = create_payload(resource);
+    payload["properties"]["external_source"] = described(
+        nullable(kind_schema(Kind::Text {
+            max: spec::EXTERNAL_SOURCE_MAX,
+        })),
+        "With external_id: the record's provenance, and the source its references by external id resolve in.",
+    );
+    payload["properties"]["external_id"] = described(
+        nullable(kind_schema(Kind::Text {
+            max: spec::EXTERNAL_ID_MAX,
+        })),
+        "With external_source: the record's id in the source system.",
+    );
+    payload
 }
 
 /// The object a resource is read back as.
@@ -306,7 +323,7 @@ fn record_object(resource: Resource) -> Value {
 }
 
 /// A schema name for a resource (`JournalEntry`).
-fn schema_name(resource: Resource) -> &'static str {
+pub(crate) fn schema_name(resource: Resource) -> &'static str {
     match resource {
         Resource::Accounts => "Account",
         Resource::Products => "Product",
@@ -510,6 +527,21 @@ fn schemas() -> Map<String, Value> {
         ("JobError", job_error),
         ("Job", job),
         ("JobList", list_of("Job")),
+        (
+            "JobErrorList",
+            object(
+                &["object", "data", "has_more", "next_cursor"],
+                vec![
+                    ("object", one_of(&["list"], "")),
+                    ("data", array(reference("JobError"), "In index order.")),
+                    ("has_more", json!({"type": "boolean"})),
+                    (
+                        "next_cursor",
+                        json!({"type": ["integer", "null"], "description": "Pass as starting_after for the next page."}),
+                    ),
+                ],
+            ),
+        ),
         (
             "DryRunResult",
             object(
@@ -861,90 +893,6 @@ fn webhook_schemas(schemas: &mut Map<String, Value>) {
     }
 }
 
-/// The webhook endpoints' operations.
-fn webhook_operations(entity: &Value) -> Vec<(String, Method, Value)> {
-    let endpoints = format!("{ENTITY}/webhook-endpoints");
-    let endpoint = format!("{ENTITY}/webhook-endpoints/{{endpoint_id}}");
-    let deliveries = format!("{ENTITY}/webhook-endpoints/{{endpoint_id}}/deliveries");
-    let endpoint_param = path_param("endpoint_id", "The endpoint.");
-    let mut delivery_params = vec![entity.clone(), endpoint_param.clone()];
-    delivery_params.extend(paging());
-    vec![
-        (
-            endpoints.clone(),
-            Method::POST,
-            operation(
-                &Method::POST,
-                &endpoints,
-                "Register a webhook endpoint: each of the mode's jobs that ends is announced to it by a signed event.",
-                "webhooks",
-                vec![entity.clone()],
-                Some(reference("WebhookEndpointCreate")),
-                vec![ok(
-                    "201",
-                    "The endpoint, with its signing secret (shown only here).",
-                    reference("WebhookEndpointWithSecret"),
-                )],
-                &[],
-            ),
-        ),
-        (
-            endpoints.clone(),
-            Method::GET,
-            operation(
-                &Method::GET,
-                &endpoints,
-                "List the webhook endpoints of the key's mode (never their secrets).",
-                "webhooks",
-                vec![entity.clone()],
-                None,
-                vec![ok(
-                    "200",
-                    "The endpoints.",
-                    reference("WebhookEndpointList"),
-                )],
-                &[],
-            ),
-        ),
-        (
-            endpoint.clone(),
-            Method::DELETE,
-            operation(
-                &Method::DELETE,
-                &endpoint,
-                "Delete a webhook endpoint: it receives nothing more, and its pending deliveries are given up.",
-                "webhooks",
-                vec![entity.clone(), endpoint_param],
-                None,
-                vec![ok(
-                    "200",
-                    "The endpoint was deleted.",
-                    reference("WebhookEndpointDeleted"),
-                )],
-                &[("404", "not_found.")],
-            ),
-        ),
-        (
-            deliveries.clone(),
-            Method::GET,
-            operation(
-                &Method::GET,
-                &deliveries,
-                "List an endpoint's deliveries, newest first: their status, attempts and last error.",
-                "webhooks",
-                delivery_params,
-                None,
-                vec![ok(
-                    "200",
-                    "A page of deliveries.",
-                    reference("WebhookDeliveryList"),
-                )],
-                &[("404", "not_found.")],
-            ),
-        ),
-    ]
-}
-
 /// The events the service sends (OpenAPI's `webhooks`), one per type.
 fn webhook_events() -> Map<String, Value> {
     let header = |name: &str, description: &str| {
@@ -976,58 +924,173 @@ fn webhook_events() -> Map<String, Value> {
         .collect()
 }
 
-fn resource_names() -> Vec<&'static str> {
+pub(crate) fn resource_names() -> Vec<&'static str> {
     Resource::ALL.iter().map(|r| r.as_str()).collect()
 }
 
-/// The error responses every authenticated operation can give.
-fn error_responses(extra: &[(&str, &str)]) -> Map<String, Value> {
-    let mut responses = Map::new();
-    let common = [
-        ("400", "A malformed request: see code and param."),
-        (
-            "401",
-            "missing_api_key, invalid_api_key or api_key_expired.",
-        ),
-        (
-            "403",
-            "entity_access_denied, insufficient_scope (see required) or ip_not_allowlisted.",
-        ),
-        ("408", "request_timeout: the request took too long."),
-        ("429", "rate_limit_exceeded: see the Retry-After header."),
-        ("500", "internal_error: nothing was applied."),
-        (
-            "503",
-            "service_unavailable: the database was briefly unreachable and nothing was \
-             applied; retry after the Retry-After header.",
-        ),
-    ];
-    for (status, description) in common.iter().chain(extra) {
-        responses.insert(
-            (*status).to_owned(),
-            json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}}),
-        );
+/// A route's entry in the document. Its path parameters come from the
+/// route's template and its security from the route's policy, so neither is
+/// written here.
+pub struct Operation {
+    summary: String,
+    tag: &'static str,
+    parameters: Vec<Value>,
+    request: Option<Value>,
+    responses: Vec<(&'static str, Value)>,
+    errors: &'static [(&'static str, &'static str)],
+}
+
+impl Operation {
+    pub fn new(tag: &'static str, summary: impl Into<String>) -> Self {
+        Self {
+            summary: summary.into(),
+            tag,
+            parameters: Vec::new(),
+            request: None,
+            responses: Vec::new(),
+            errors: &[],
+        }
     }
-    responses
+
+    /// Query and header parameters.
+    pub fn parameters(mut self, parameters: impl IntoIterator<Item = Value>) -> Self {
+        self.parameters.extend(parameters);
+        self
+    }
+
+    /// The JSON body's schema.
+    pub fn request(mut self, schema: Value) -> Self {
+        self.request = Some(schema);
+        self
+    }
+
+    /// A JSON response.
+    pub fn responds(self, status: &'static str, description: &str, schema: Value) -> Self {
+        self.responds_with(
+            status,
+            json!({"description": description, "content": {"application/json": {"schema": schema}}}),
+        )
+    }
+
+    /// A response as the document writes it.
+    pub fn responds_with(mut self, status: &'static str, response: Value) -> Self {
+        self.responses.push((status, response));
+        self
+    }
+
+    /// The errors of this operation beyond those any authenticated operation
+    /// can give.
+    pub fn errors(mut self, errors: &'static [(&'static str, &'static str)]) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// The operation of `method template`, secured by `policy`.
+    fn render(&self, template: &str, policy: &Policy) -> Value {
+        let mut parameters: Vec<Value> = path_parameters(template)
+            .map(|name| path_parameter(name, template))
+            .collect();
+        parameters.extend(self.parameters.iter().cloned());
+        let mut responses = Map::new();
+        let common = if *policy == Policy::Public {
+            &[][..]
+        } else {
+            &AUTHENTICATED_ERRORS[..]
+        };
+        for (status, description) in common.iter().chain(self.errors) {
+            responses.insert(
+                (*status).to_owned(),
+                json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}}),
+            );
+        }
+        for (status, response) in &self.responses {
+            responses.insert((*status).to_owned(), response.clone());
+        }
+        let mut op = json!({"summary": self.summary, "tags": [self.tag], "parameters": parameters, "responses": responses});
+        let (scopes, description) = match policy {
+            Policy::Public => (Vec::new(), None),
+            Policy::Scopes(scopes) => (scopes.clone(), Some(scopes.join(", "))),
+            Policy::ScopesAndResourceWrite(scopes) => {
+                let each: Vec<String> = Resource::ALL
+                    .iter()
+                    .map(|r| format!("{} for {}", r.write_scope(), r.as_str()))
+                    .collect();
+                let description = format!(
+                    "{} and the write scope of the resource in the path ({})",
+                    scopes.join(", "),
+                    each.join(", ")
+                );
+                (scopes.clone(), Some(description))
+            }
+        };
+        op["security"] = if scopes.is_empty() {
+            json!([])
+        } else {
+            json!([{"bearer": scopes}])
+        };
+        if let Some(description) = description {
+            op["description"] = json!(format!("Scopes: {description}"));
+        }
+        if let Some(body) = &self.request {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+        op
+    }
 }
 
-fn ok(status: &str, description: &str, schema: Value) -> (String, Value) {
+/// The error responses every authenticated operation can give.
+const AUTHENTICATED_ERRORS: [(&str, &str); 7] = [
+    ("400", "A malformed request: see code and param."),
     (
-        status.to_owned(),
-        json!({"description": description, "content": {"application/json": {"schema": schema}}}),
-    )
+        "401",
+        "missing_api_key, invalid_api_key or api_key_expired.",
+    ),
+    (
+        "403",
+        "entity_access_denied, insufficient_scope (see required) or ip_not_allowlisted.",
+    ),
+    ("408", "request_timeout: the request took too long."),
+    ("429", "rate_limit_exceeded: see the Retry-After header."),
+    ("500", "internal_error: nothing was applied."),
+    (
+        "503",
+        "service_unavailable: the database was briefly unreachable and nothing was \
+         applied; retry after the Retry-After header.",
+    ),
+];
+
+/// The names of a template's path parameters, in order.
+fn path_parameters(template: &str) -> impl Iterator<Item = &str> {
+    template
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
 }
 
-fn path_param(name: &str, description: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "description": description,
-           "schema": {"type": "string", "format": "uuid"}})
+/// A path parameter as every route that has it documents it.
+fn path_parameter(name: &str, template: &str) -> Value {
+    let schema = json!({"type": "string", "format": "uuid"});
+    let (description, schema) = match name {
+        "entity_id" => ("The entity the key belongs to.", schema),
+        "job_id" => ("The job.", schema),
+        "endpoint_id" => ("The webhook endpoint.", schema),
+        "id" => ("The record.", schema),
+        "resource" => (
+            "The resource the records are of.",
+            json!({"type": "string", "enum": resource_names()}),
+        ),
+        other => panic!("{template}: the path parameter {other} is not described"),
+    };
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
 }
 
-fn query(name: &str, description: &str, schema: Value) -> Value {
+/// A query parameter.
+pub(crate) fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
-fn paging() -> Vec<Value> {
+/// The paging parameters of a list whose cursor is an id.
+pub(crate) fn paging() -> Vec<Value> {
     vec![
         query(
             "limit",
@@ -1042,397 +1105,16 @@ fn paging() -> Vec<Value> {
     ]
 }
 
-/// One operation, with the scopes its route's policy requires.
-// An OpenAPI operation has this many parts; a builder would only rename them.
-#[allow(clippy::too_many_arguments)]
-fn operation(
-    method: &Method,
-    template: &str,
-    summary: &str,
-    tag: &str,
-    parameters: Vec<Value>,
-    request: Option<Value>,
-    success: Vec<(String, Value)>,
-    errors: &[(&str, &str)],
-) -> Value {
-    let mut responses = error_responses(errors);
-    for (status, response) in success {
-        responses.insert(status, response);
-    }
-    let resource = template.contains("{resource}").then_some("products");
-    let mut op = json!({"summary": summary, "tags": [tag], "parameters": parameters, "responses": responses});
-    match policy(method, template, resource) {
-        Some(Policy::Scopes(mut scopes)) => {
-            let description = if resource.is_some() {
-                // The resource's own scope depends on the path: name only the common one.
-                scopes.truncate(1);
-                "migration:write and the resource's write scope (accounts:write, products:write, orders:write, accounting:write for journal-entries, purchasing:write for vendor-bills, payments:write for ap-payments).".to_owned()
-            } else {
-                scopes.join(", ")
-            };
-            op["security"] = json!([{"bearer": scopes}]);
-            op["description"] = json!(format!("Scopes: {description}"));
-        }
-        Some(Policy::Public) | None => {
-            op["security"] = json!([]);
-        }
-    }
-    if let Some(body) = request {
-        op["requestBody"] =
-            json!({"required": true, "content": {"application/json": {"schema": body}}});
-    }
-    op
-}
-
+/// Every documented route of the route tables.
 fn paths() -> Map<String, Value> {
     let mut paths = Map::new();
-    let mut add = |template: String, method: Method, op: Value| {
-        let item = paths.entry(template).or_insert_with(|| json!({}));
-        item[method.as_str().to_lowercase()] = op;
-    };
-    let entity = path_param("entity_id", "The entity the key belongs to.");
-
-    for (path, summary, schema) in [
-        ("/healthz", "The process is up.", json!({"type": "object"})),
-        (
-            "/readyz",
-            "Postgres and RabbitMQ reachable, migrations applied (503 otherwise).",
-            reference("Readiness"),
-        ),
-    ] {
-        add(
-            path.to_owned(),
-            Method::GET,
-            operation(
-                &Method::GET,
-                path,
-                summary,
-                "operations",
-                vec![],
-                None,
-                vec![ok("200", summary, schema)],
-                &[],
-            ),
-        );
-    }
-    add(
-        "/metrics".to_owned(),
-        Method::GET,
-        json!({
-            "summary": "Prometheus metrics in the text format.", "tags": ["operations"], "security": [],
-            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}
-        }),
-    );
-
-    let bulk = format!("{ENTITY}/migration/{{resource}}/bulk");
-    add(
-        bulk.clone(),
-        Method::POST,
-        operation(
-            &Method::POST,
-            &bulk,
-            "Submit up to 1,000 records as a job, or dry-run them.",
-            "migration",
-            vec![
-                entity.clone(),
-                json!({"name": "resource", "in": "path", "required": true, "schema": {"type": "string", "enum": resource_names()}}),
-                query(
-                    "dry_run",
-                    "true: run every rule synchronously and write nothing.",
-                    json!({"type": "boolean"}),
-                ),
-                json!({"name": "Idempotency-Key", "in": "header", "required": false,
-                   "description": "At most 255 characters, kept 24 h: a retry with the same body replays the first response.",
-                   "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "\\S"}}),
-            ],
-            Some(reference("BulkRequest")),
-            vec![
-                ok("202", "The job, pending.", reference("Job")),
-                ok("200", "A dry run's result.", reference("DryRunResult")),
-            ],
-            &[
-                ("404", "unknown_resource."),
-                ("409", "idempotency_key_mismatch."),
-                ("413", "payload_too_large."),
-            ],
-        ),
-    );
-    let jobs = format!("{ENTITY}/migration/jobs");
-    let mut job_filters = vec![entity.clone()];
-    job_filters.extend(paging());
-    job_filters.extend([
-        query("resource", "Only jobs of this resource.", json!({"type": "string", "enum": resource_names()})),
-        query("status", "Only jobs in this status.", json!({"type": "string", "enum": ["pending", "running", "completed", "partial", "failed"]})),
-        query("created_after", "Only jobs created after this time.", json!({"type": "string", "format": "date-time"})),
-    ]);
-    add(
-        jobs.clone(),
-        Method::GET,
-        operation(
-            &Method::GET,
-            &jobs,
-            "List jobs, newest first.",
-            "migration",
-            job_filters,
-            None,
-            vec![ok("200", "A page of jobs.", reference("JobList"))],
-            &[],
-        ),
-    );
-    let job = format!("{ENTITY}/migration/jobs/{{job_id}}");
-    add(
-        job.clone(),
-        Method::GET,
-        operation(
-            &Method::GET,
-            &job,
-            "Get a job.",
-            "migration",
-            vec![entity.clone(), path_param("job_id", "The job.")],
-            None,
-            vec![ok("200", "The job.", reference("Job"))],
-            &[("404", "not_found.")],
-        ),
-    );
-    let errors = format!("{ENTITY}/migration/jobs/{{job_id}}/errors");
-    let error_page = object(
-        &["object", "data", "has_more", "next_cursor"],
-        vec![
-            ("object", one_of(&["list"], "")),
-            ("data", array(reference("JobError"), "In index order.")),
-            ("has_more", json!({"type": "boolean"})),
-            (
-                "next_cursor",
-                json!({"type": ["integer", "null"], "description": "Pass as starting_after for the next page."}),
-            ),
-        ],
-    );
-    add(
-        errors.clone(),
-        Method::GET,
-        operation(
-            &Method::GET,
-            &errors,
-            "Page through a job's errors, or download them all as CSV.",
-            "migration",
-            vec![
-                entity.clone(),
-                path_param("job_id", "The job."),
-                query(
-                    "limit",
-                    "1 to 100, default 20.",
-                    json!({"type": "integer", "minimum": 1, "maximum": 100}),
-                ),
-                query(
-                    "starting_after",
-                    "A record index: the errors after it.",
-                    json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
-                ),
-                query(
-                    "format",
-                    "csv: every error as text/csv, one row per failed record: index, the record's fields in the column convention arcusctl import reads (line_items[0].quantity), error_code, error, param, hint.",
-                    json!({"type": "string", "enum": ["json", "csv"]}),
-                ),
-            ],
-            None,
-            vec![{
-                let (status, mut response) = ok(
-                    "200",
-                    "A page of errors (JSON), or with format=csv the CSV file.",
-                    error_page,
-                );
-                response["content"]["text/csv"] = json!({"schema": {"type": "string"}});
-                (status, response)
-            }],
-            &[("404", "not_found.")],
-        ),
-    );
-    let retry = format!("{ENTITY}/migration/jobs/{{job_id}}/retry");
-    add(
-        retry.clone(),
-        Method::POST,
-        operation(
-            &Method::POST,
-            &retry,
-            "Retry a finished job's failed records as a new job linked to it by retry_of; also needs the job resource's write scope. Accepts Idempotency-Key.",
-            "migration",
-            vec![entity.clone(), path_param("job_id", "The finished job.")],
-            None,
-            vec![ok("202", "The new job, pending.", reference("Job"))],
-            &[
-                ("404", "not_found."),
-                (
-                    "409",
-                    "job_not_finished, nothing_to_retry or idempotency_key_mismatch.",
-                ),
-            ],
-        ),
-    );
-
-    let list_filters = |with_provenance: bool| {
-        let mut params = vec![entity.clone()];
-        params.extend(paging());
-        params.push(query(
-            "include_count",
-            "true adds total_count.",
-            json!({"type": "boolean"}),
-        ));
-        if with_provenance {
-            params.push(query(
-                "external_source",
-                "Only records from this source.",
-                json!({"type": "string"}),
-            ));
-            params.push(query(
-                "external_id",
-                "Only the record with this external id.",
-                json!({"type": "string"}),
-            ));
+    for route in routes::all() {
+        if let Doc::Operation(operation) = &route.doc {
+            let item = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
+            item[route.method.as_str().to_lowercase()] =
+                operation.render(&route.path, &route.policy);
         }
-        params
-    };
-    for resource in Resource::ALL {
-        let name = schema_name(resource);
-        let list = format!("{ENTITY}/{}", resource.as_str());
-        add(
-            list.clone(),
-            Method::GET,
-            operation(
-                &Method::GET,
-                &list,
-                &format!("List {}.", resource.as_str()),
-                "records",
-                list_filters(true),
-                None,
-                vec![ok("200", "A page.", reference(&format!("{name}List")))],
-                &[],
-            ),
-        );
-        let mut payload = create_payload(resource);
-        payload["properties"]["external_source"] = described(
-            nullable(kind_schema(Kind::Text {
-                max: spec::EXTERNAL_SOURCE_MAX,
-            })),
-            "With external_id: the record's provenance, and the source its references by external id resolve in.",
-        );
-        payload["properties"]["external_id"] = described(
-            nullable(kind_schema(Kind::Text {
-                max: spec::EXTERNAL_ID_MAX,
-            })),
-            "With external_source: the record's id in the source system.",
-        );
-        add(
-            list.clone(),
-            Method::POST,
-            operation(
-                &Method::POST,
-                &list,
-                &format!(
-                    "Create one record of {} through the canonical handler.",
-                    resource.as_str()
-                ),
-                "records",
-                vec![entity.clone()],
-                Some(payload),
-                vec![ok("201", "The record.", reference(name))],
-                &[
-                    ("409", "external_id_conflict, duplicate_sku, ..."),
-                    ("413", "payload_too_large."),
-                    ("422", "A rule of the resource: see code and param."),
-                ],
-            ),
-        );
-        let one = format!("{ENTITY}/{}/{{id}}", resource.as_str());
-        add(
-            one.clone(),
-            Method::GET,
-            operation(
-                &Method::GET,
-                &one,
-                &format!("Get one record of {}.", resource.as_str()),
-                "records",
-                vec![entity.clone(), path_param("id", "The record.")],
-                None,
-                vec![ok("200", "The record.", reference(name))],
-                &[("404", "not_found.")],
-            ),
-        );
     }
-    for (template, method, op) in webhook_operations(&entity) {
-        add(template, method, op);
-    }
-    let gl = format!("{ENTITY}/gl-accounts");
-    add(
-        gl.clone(),
-        Method::GET,
-        operation(
-            &Method::GET,
-            &gl,
-            "List the chart of accounts.",
-            "ledger",
-            list_filters(false),
-            None,
-            vec![ok("200", "A page.", reference("GlAccountList"))],
-            &[],
-        ),
-    );
-    let gl_one = format!("{ENTITY}/gl-accounts/{{id}}");
-    add(
-        gl_one.clone(),
-        Method::GET,
-        operation(
-            &Method::GET,
-            &gl_one,
-            "Get a GL account.",
-            "ledger",
-            vec![entity.clone(), path_param("id", "The account.")],
-            None,
-            vec![ok("200", "The account.", reference("GlAccount"))],
-            &[("404", "not_found.")],
-        ),
-    );
-    let counts = format!("{ENTITY}/reconciliation/counts");
-    add(
-        counts.clone(),
-        Method::GET,
-        operation(
-            &Method::GET,
-            &counts,
-            "Records per resource and source.",
-            "reconciliation",
-            vec![entity.clone()],
-            None,
-            vec![ok("200", "The counts.", reference("ReconciliationCounts"))],
-            &[],
-        ),
-    );
-    let tb = format!("{ENTITY}/reconciliation/trial-balance");
-    add(
-        tb.clone(),
-        Method::GET,
-        operation(
-            &Method::GET,
-            &tb,
-            "The trial balance.",
-            "reconciliation",
-            vec![
-                entity,
-                query(
-                    "as_of_date",
-                    "Postings on or before this date; default today.",
-                    json!({"type": "string", "format": "date"}),
-                ),
-                query(
-                    "external_source",
-                    "Only postings of records from this source.",
-                    json!({"type": "string"}),
-                ),
-            ],
-            None,
-            vec![ok("200", "The trial balance.", reference("TrialBalance"))],
-            &[],
-        ),
-    );
     paths
 }
 

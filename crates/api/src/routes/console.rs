@@ -6,12 +6,11 @@
 //! public: the assets hold no data, every call the page makes is authorized
 //! like any other.
 
-use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 
-use crate::AppState;
+use crate::authz::Policy;
+use crate::routes::{Doc, Route};
 
 const PAGE: &str = include_str!("../../assets/console/index.html");
 const SCRIPT: &str = include_str!("../../assets/console/console.js");
@@ -25,11 +24,24 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'none'; \
      base-uri 'none'; frame-ancestors 'none'";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/console", get(page))
-        .route("/console/console.js", get(script))
-        .route("/console/console.css", get(styles))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/console", Policy::Public, Doc::Page, page),
+        Route::new(
+            Method::GET,
+            "/console/console.js",
+            Policy::Public,
+            Doc::Page,
+            script,
+        ),
+        Route::new(
+            Method::GET,
+            "/console/console.css",
+            Policy::Public,
+            Doc::Page,
+            styles,
+        ),
+    ]
 }
 
 /// Headers of every console response. The assets are not versioned by path,

@@ -2,20 +2,33 @@
 //! human-readable page at `/docs` rendered by Redoc, whose script the API
 //! serves itself (no CDN).
 
-use axum::Router;
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
 
-use crate::{AppState, openapi};
+use crate::authz::Policy;
+use crate::openapi;
+use crate::routes::{Doc, Route};
 
 const REDOC: &str = include_str!("../../assets/redoc/redoc.standalone.js");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(document))
-        .route("/docs", get(page))
-        .route("/docs/redoc.standalone.js", get(script))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Method::GET,
+            "/openapi.json",
+            Policy::Public,
+            Doc::Page,
+            document,
+        ),
+        Route::new(Method::GET, "/docs", Policy::Public, Doc::Page, page),
+        Route::new(
+            Method::GET,
+            "/docs/redoc.standalone.js",
+            Policy::Public,
+            Doc::Page,
+            script,
+        ),
+    ]
 }
 
 async fn document() -> impl IntoResponse {

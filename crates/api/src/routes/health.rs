@@ -1,19 +1,57 @@
 //! Liveness and readiness probes.
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
 
 use crate::AppState;
+use crate::authz::Policy;
+use crate::openapi::{Operation, reference};
+use crate::routes::{Doc, Route};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Method::GET,
+            "/healthz",
+            Policy::Public,
+            Doc::Operation(Operation::new("operations", "The process is up.").responds(
+                "200",
+                "The process is up.",
+                json!({"type": "object"}),
+            )),
+            healthz,
+        ),
+        Route::new(
+            Method::GET,
+            "/readyz",
+            Policy::Public,
+            Doc::Operation(
+                Operation::new(
+                    "operations",
+                    "Postgres and RabbitMQ reachable, migrations applied (503 otherwise).",
+                )
+                .responds("200", "Ready.", reference("Readiness"))
+                .responds("503", "Not ready: see checks.", reference("Readiness")),
+            ),
+            readyz,
+        ),
+        Route::new(
+            Method::GET,
+            "/metrics",
+            Policy::Public,
+            Doc::Operation(
+                Operation::new("operations", "Prometheus metrics in the text format.")
+                    .responds_with(
+                        "200",
+                        json!({"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}),
+                    ),
+            ),
+            metrics,
+        ),
+    ]
 }
 
 /// Prometheus metrics, in the text format.

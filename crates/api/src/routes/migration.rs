@@ -3,13 +3,12 @@
 //! failed records.
 
 use auth::{AuthError, Principal};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::audit::Actor;
 use domain::import::{ImportContext, import_batch};
@@ -20,8 +19,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::authz::Policy;
 use crate::extract::{ErrorCursor, JobCursor, JobId, Paging, Params};
+use crate::openapi::{Operation, paging, query, reference, resource_names};
 use crate::request::{body_error, inspect_record};
+use crate::routes::{Doc, Route};
 use crate::{ApiError, AppState, context};
 
 /// Records one request may carry.
@@ -29,25 +31,138 @@ pub const MAX_RECORDS: usize = 1000;
 /// Longest `Idempotency-Key`.
 const IDEMPOTENCY_KEY_MAX: usize = 255;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> Vec<Route> {
+    let statuses =
+        json!({"type": "string", "enum": ["pending", "running", "completed", "partial", "failed"]});
+    vec![
+        Route::new(
+            Method::POST,
             "/v1/entities/{entity_id}/migration/{resource}/bulk",
-            post(submit_bulk),
-        )
-        .route("/v1/entities/{entity_id}/migration/jobs", get(list_jobs))
-        .route(
+            Policy::ScopesAndResourceWrite(vec!["migration:write"]),
+            Doc::Operation(
+                Operation::new(
+                    "migration",
+                    "Submit up to 1,000 records as a job, or dry-run them.",
+                )
+                .parameters([
+                    query(
+                        "dry_run",
+                        "true: run every rule synchronously and write nothing.",
+                        json!({"type": "boolean"}),
+                    ),
+                    json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                       "description": "At most 255 characters, kept 24 h: a retry with the same body replays the first response.",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX, "pattern": "\\S"}}),
+                ])
+                .request(reference("BulkRequest"))
+                .responds("202", "The job, pending.", reference("Job"))
+                .responds("200", "A dry run's result.", reference("DryRunResult"))
+                .errors(&[
+                    ("404", "unknown_resource."),
+                    ("409", "idempotency_key_mismatch."),
+                    ("413", "payload_too_large."),
+                ]),
+            ),
+            submit_bulk,
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/entities/{entity_id}/migration/jobs",
+            Policy::Scopes(vec!["migration:read"]),
+            Doc::Operation(
+                Operation::new("migration", "List jobs, newest first.")
+                    .parameters(paging())
+                    .parameters([
+                        query(
+                            "resource",
+                            "Only jobs of this resource.",
+                            json!({"type": "string", "enum": resource_names()}),
+                        ),
+                        query("status", "Only jobs in this status.", statuses),
+                        query(
+                            "created_after",
+                            "Only jobs created after this time.",
+                            json!({"type": "string", "format": "date-time"}),
+                        ),
+                    ])
+                    .responds("200", "A page of jobs.", reference("JobList")),
+            ),
+            list_jobs,
+        ),
+        Route::new(
+            Method::GET,
             "/v1/entities/{entity_id}/migration/jobs/{job_id}",
-            get(get_job),
-        )
-        .route(
+            Policy::Scopes(vec!["migration:read"]),
+            Doc::Operation(
+                Operation::new("migration", "Get a job.")
+                    .responds("200", "The job.", reference("Job"))
+                    .errors(&[("404", "not_found.")]),
+            ),
+            get_job,
+        ),
+        Route::new(
+            Method::GET,
             "/v1/entities/{entity_id}/migration/jobs/{job_id}/errors",
-            get(job_errors),
-        )
-        .route(
+            Policy::Scopes(vec!["migration:read"]),
+            Doc::Operation(
+                Operation::new(
+                    "migration",
+                    "Page through a job's errors, or download them all as CSV.",
+                )
+                .parameters([
+                    query(
+                        "limit",
+                        "1 to 100, default 20.",
+                        json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                    ),
+                    query(
+                        "starting_after",
+                        "A record index: the errors after it.",
+                        json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+                    ),
+                    query(
+                        "format",
+                        "csv: every error as text/csv, one row per failed record: index, the record's fields in the column convention arcusctl import reads (line_items[0].quantity), error_code, error, param, hint.",
+                        json!({"type": "string", "enum": ["json", "csv"]}),
+                    ),
+                ])
+                .responds_with(
+                    "200",
+                    json!({
+                        "description": "A page of errors (JSON), or with format=csv the CSV file.",
+                        "content": {
+                            "application/json": {"schema": reference("JobErrorList")},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    }),
+                )
+                .errors(&[("404", "not_found.")]),
+            ),
+            job_errors,
+        ),
+        // The job's resource is not in the path: the handler checks its
+        // write scope once it has read the job.
+        Route::new(
+            Method::POST,
             "/v1/entities/{entity_id}/migration/jobs/{job_id}/retry",
-            post(retry_job),
-        )
+            Policy::Scopes(vec!["migration:write"]),
+            Doc::Operation(
+                Operation::new(
+                    "migration",
+                    "Retry a finished job's failed records as a new job linked to it by retry_of; also needs the job resource's write scope. Accepts Idempotency-Key.",
+                )
+                .responds("202", "The new job, pending.", reference("Job"))
+                .errors(&[
+                    ("404", "not_found."),
+                    (
+                        "409",
+                        "job_not_finished, nothing_to_retry or idempotency_key_mismatch.",
+                    ),
+                ]),
+            ),
+            retry_job,
+        ),
+    ]
 }
 
 /// A validated bulk request.

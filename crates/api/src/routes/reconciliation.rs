@@ -2,27 +2,58 @@
 //! records of each resource came from each source, and the trial balance.
 
 use auth::Principal;
+use axum::Json;
 use axum::extract::State;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use domain::Resource;
 use serde_json::json;
 
+use crate::authz::Policy;
 use crate::extract::Params;
+use crate::openapi::{Operation, query, reference};
+use crate::routes::{Doc, Route};
 use crate::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Method::GET,
             "/v1/entities/{entity_id}/reconciliation/counts",
-            get(counts),
-        )
-        .route(
+            Policy::Scopes(vec!["migration:read"]),
+            Doc::Operation(
+                Operation::new("reconciliation", "Records per resource and source.").responds(
+                    "200",
+                    "The counts.",
+                    reference("ReconciliationCounts"),
+                ),
+            ),
+            counts,
+        ),
+        Route::new(
+            Method::GET,
             "/v1/entities/{entity_id}/reconciliation/trial-balance",
-            get(trial_balance),
-        )
+            Policy::Scopes(vec!["accounting:read"]),
+            Doc::Operation(
+                Operation::new("reconciliation", "The trial balance.")
+                    .parameters([
+                        query(
+                            "as_of_date",
+                            "Postings on or before this date; default today.",
+                            json!({"type": "string", "format": "date"}),
+                        ),
+                        query(
+                            "external_source",
+                            "Only postings of records from this source.",
+                            json!({"type": "string"}),
+                        ),
+                    ])
+                    .responds("200", "The trial balance.", reference("TrialBalance")),
+            ),
+            trial_balance,
+        ),
+    ]
 }
 
 /// `GET .../reconciliation/counts`: records per resource and source.

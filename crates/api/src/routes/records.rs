@@ -3,13 +3,12 @@
 //! bulk import uses.
 
 use auth::Principal;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use domain::Resource;
 use domain::audit::Actor;
 use domain::error::{HandlerError, RecordError, RecordErrorKind};
@@ -17,38 +16,116 @@ use domain::import::SingleContext;
 use domain::read::{self, ReadError, ReadFilter, Readable};
 use serde_json::{Value, json};
 
+use crate::authz::Policy;
 use crate::error::ErrorType;
 use crate::extract::{Paging, RecordCursor, RecordId};
+use crate::openapi::{self, Operation, query, reference};
 use crate::request::{body_error, inspect_record};
+use crate::routes::{Doc, Route};
 use crate::{ApiError, AppState, context};
 
-pub fn router() -> Router<AppState> {
-    let mut router = Router::new();
+pub fn routes() -> Vec<Route> {
+    let mut routes = Vec::new();
     for resource in Resource::ALL {
         let what = Readable::Resource(resource);
-        router = router
-            .route(
-                &format!("/v1/entities/{{entity_id}}/{}", resource.as_str()),
-                get(move |state, principal, query| list(what, state, principal, query)).post(
-                    move |state, principal, headers, body| {
-                        create(resource, state, principal, headers, body)
-                    },
+        let name = resource.as_str();
+        let schema = openapi::schema_name(resource);
+        let list_path = format!("/v1/entities/{{entity_id}}/{name}");
+        routes.extend([
+            Route::new(
+                Method::GET,
+                &list_path,
+                Policy::Scopes(vec![resource.read_scope()]),
+                Doc::Operation(
+                    Operation::new("records", format!("List {name}."))
+                        .parameters(list_parameters(what))
+                        .responds("200", "A page.", reference(&format!("{schema}List"))),
                 ),
-            )
-            .route(
-                &format!("/v1/entities/{{entity_id}}/{}/{{id}}", resource.as_str()),
-                get(move |state, principal, path| fetch(what, state, principal, path)),
-            );
+                move |state, principal, query| list(what, state, principal, query),
+            ),
+            Route::new(
+                Method::POST,
+                &list_path,
+                Policy::Scopes(vec![resource.write_scope()]),
+                Doc::Operation(
+                    Operation::new(
+                        "records",
+                        format!("Create one record of {name} through the canonical handler."),
+                    )
+                    .request(openapi::single_create_payload(resource))
+                    .responds("201", "The record.", reference(schema))
+                    .errors(&[
+                        ("409", "external_id_conflict, duplicate_sku, ..."),
+                        ("413", "payload_too_large."),
+                        ("422", "A rule of the resource: see code and param."),
+                    ]),
+                ),
+                move |state, principal, headers, body| {
+                    create(resource, state, principal, headers, body)
+                },
+            ),
+            Route::new(
+                Method::GET,
+                format!("{list_path}/{{id}}"),
+                Policy::Scopes(vec![resource.read_scope()]),
+                Doc::Operation(
+                    Operation::new("records", format!("Get one record of {name}."))
+                        .responds("200", "The record.", reference(schema))
+                        .errors(&[("404", "not_found.")]),
+                ),
+                move |state, principal, path| fetch(what, state, principal, path),
+            ),
+        ]);
     }
-    router
-        .route(
+    let chart = Readable::GlAccounts;
+    routes.extend([
+        Route::new(
+            Method::GET,
             "/v1/entities/{entity_id}/gl-accounts",
-            get(|state, principal, query| list(Readable::GlAccounts, state, principal, query)),
-        )
-        .route(
+            Policy::Scopes(vec!["accounting:read"]),
+            Doc::Operation(
+                Operation::new("ledger", "List the chart of accounts.")
+                    .parameters(list_parameters(chart))
+                    .responds("200", "A page.", reference("GlAccountList")),
+            ),
+            move |state, principal, query| list(chart, state, principal, query),
+        ),
+        Route::new(
+            Method::GET,
             "/v1/entities/{entity_id}/gl-accounts/{id}",
-            get(|state, principal, path| fetch(Readable::GlAccounts, state, principal, path)),
-        )
+            Policy::Scopes(vec!["accounting:read"]),
+            Doc::Operation(
+                Operation::new("ledger", "Get a GL account.")
+                    .responds("200", "The account.", reference("GlAccount"))
+                    .errors(&[("404", "not_found.")]),
+            ),
+            move |state, principal, path| fetch(chart, state, principal, path),
+        ),
+    ]);
+    routes
+}
+
+/// The query parameters of a list: its page, and what [`read_filter`] reads.
+fn list_parameters(what: Readable) -> Vec<Value> {
+    let mut parameters = openapi::paging();
+    parameters.push(query(
+        "include_count",
+        "true adds total_count.",
+        json!({"type": "boolean"}),
+    ));
+    if what.has_provenance() {
+        parameters.push(query(
+            "external_source",
+            "Only records from this source.",
+            json!({"type": "string"}),
+        ));
+        parameters.push(query(
+            "external_id",
+            "Only the record with this external id.",
+            json!({"type": "string"}),
+        ));
+    }
+    parameters
 }
 
 fn name(what: Readable) -> &'static str {

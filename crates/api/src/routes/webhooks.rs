@@ -5,36 +5,103 @@
 //! test jobs only.
 
 use auth::Principal;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use domain::audit::Actor;
 use domain::webhooks::{self, CreateError, EndpointUrl, EventType, MAX_ENDPOINTS, UrlError};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::authz::Policy;
 use crate::extract::{DeliveryCursor, EndpointId, Paging};
+use crate::openapi::{Operation, paging, reference};
 use crate::request::body_error;
+use crate::routes::{Doc, Route};
 use crate::{ApiError, AppState, context};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> Vec<Route> {
+    // Registering an endpoint is a migration setting: it says where the
+    // jobs' ends are announced.
+    let write = || Policy::Scopes(vec!["migration:write"]);
+    let read = || Policy::Scopes(vec!["migration:read"]);
+    vec![
+        Route::new(
+            Method::POST,
             "/v1/entities/{entity_id}/webhook-endpoints",
-            get(list_endpoints).post(create_endpoint),
-        )
-        .route(
+            write(),
+            Doc::Operation(
+                Operation::new(
+                    "webhooks",
+                    "Register a webhook endpoint: each of the mode's jobs that ends is announced to it by a signed event.",
+                )
+                .request(reference("WebhookEndpointCreate"))
+                .responds(
+                    "201",
+                    "The endpoint, with its signing secret (shown only here).",
+                    reference("WebhookEndpointWithSecret"),
+                ),
+            ),
+            create_endpoint,
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/entities/{entity_id}/webhook-endpoints",
+            read(),
+            Doc::Operation(
+                Operation::new(
+                    "webhooks",
+                    "List the webhook endpoints of the key's mode (never their secrets).",
+                )
+                .responds(
+                    "200",
+                    "The endpoints.",
+                    reference("WebhookEndpointList"),
+                ),
+            ),
+            list_endpoints,
+        ),
+        Route::new(
+            Method::DELETE,
             "/v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}",
-            delete(delete_endpoint),
-        )
-        .route(
+            write(),
+            Doc::Operation(
+                Operation::new(
+                    "webhooks",
+                    "Delete a webhook endpoint: it receives nothing more, and its pending deliveries are given up.",
+                )
+                .responds(
+                    "200",
+                    "The endpoint was deleted.",
+                    reference("WebhookEndpointDeleted"),
+                )
+                .errors(&[("404", "not_found.")]),
+            ),
+            delete_endpoint,
+        ),
+        Route::new(
+            Method::GET,
             "/v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}/deliveries",
-            get(list_deliveries),
-        )
+            read(),
+            Doc::Operation(
+                Operation::new(
+                    "webhooks",
+                    "List an endpoint's deliveries, newest first: their status, attempts and last error.",
+                )
+                .parameters(paging())
+                .responds(
+                    "200",
+                    "A page of deliveries.",
+                    reference("WebhookDeliveryList"),
+                )
+                .errors(&[("404", "not_found.")]),
+            ),
+            list_deliveries,
+        ),
+    ]
 }
 
 /// A validated `POST .../webhook-endpoints` body.

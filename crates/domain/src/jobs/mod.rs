@@ -8,9 +8,13 @@ pub(crate) mod model;
 mod read;
 mod submit;
 
-pub use lease::*;
+pub use lease::{
+    ClaimResult, ClaimedJob, FencedError, checkpoint, claim, finish, hand_on, release, renew, sweep,
+};
 pub use model::{
     Job, JobMessage, JobStatus, StoredRecords, UnreadableRecords, format_timestamp, stored_records,
 };
-pub use read::*;
-pub use submit::*;
+pub use read::{
+    ErrorPage, FailedRecord, ListError, ListFilter, Page, errors_page, failed_records, get, list,
+};
+pub use submit::{Idempotency, NewJob, Submission, submit};

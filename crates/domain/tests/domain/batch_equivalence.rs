@@ -11,7 +11,7 @@
 //! numbers and audit events.
 
 use domain::audit::Actor;
-use domain::import::{ImportContext, ImportError, Tally, import_records};
+use domain::import::{ImportError, Tally, import_records};
 use domain::{ConflictMode, Mode, Resource, Tenant};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -22,7 +22,8 @@ use uuid::Uuid;
 
 use testkit::TestDatabase;
 
-const SOURCE: &str = "legacy";
+use crate::import_context;
+
 const MODES: [ConflictMode; 4] = [
     ConflictMode::Skip,
     ConflictMode::Update,
@@ -208,14 +209,7 @@ async fn a_record_a_concurrent_job_inserts_first_is_applied_to_it() {
         .collect();
     // The other job has inserted P7 and not yet committed.
     let actor = Actor::key(Uuid::nil(), None);
-    let ctx = ImportContext {
-        tenant,
-        resource: Resource::Products,
-        external_source: SOURCE,
-        conflict_mode: ConflictMode::Skip,
-        actor: &actor,
-        may_bypass_period_check: true,
-    };
+    let ctx = import_context(tenant, Resource::Products, ConflictMode::Skip, &actor);
     let mut other = app.pool.begin().await.expect("tx");
     let first = [json!({"external_id": "P7", "title": "Other job", "product_type": "physical"})];
     import_records(&mut other, &ctx, &first, 0)
@@ -653,14 +647,7 @@ async fn import(
     one_at_a_time: bool,
 ) -> Result<Tally, ImportError> {
     let actor = Actor::key(Uuid::nil(), None);
-    let ctx = ImportContext {
-        tenant,
-        resource,
-        external_source: SOURCE,
-        conflict_mode,
-        actor: &actor,
-        may_bypass_period_check: true,
-    };
+    let ctx = import_context(tenant, resource, conflict_mode, &actor);
     let mut tx = pool.begin().await.expect("tx");
     let result = if one_at_a_time {
         let mut total = Tally::default();

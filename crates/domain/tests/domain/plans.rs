@@ -20,7 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use domain::audit::Actor;
-use domain::import::{ImportContext, import_records};
+use domain::import::import_records;
 use domain::{ConflictMode, Resource, Tenant};
 use serde_json::{Value, json};
 use sqlx::pool::PoolConnection;
@@ -32,7 +32,8 @@ use uuid::Uuid;
 
 use testkit::TestDatabase;
 
-const SOURCE: &str = "legacy";
+use crate::{SOURCE, import_context};
+
 /// Rows of the entity in each resource table, and in its chart of accounts.
 const ROWS: i32 = 20_000;
 
@@ -296,14 +297,7 @@ async fn import(
     records: &[Value],
 ) -> domain::import::Tally {
     let actor = Actor::key(Uuid::nil(), None);
-    let ctx = ImportContext {
-        tenant,
-        resource,
-        external_source: SOURCE,
-        conflict_mode,
-        actor: &actor,
-        may_bypass_period_check: true,
-    };
+    let ctx = import_context(tenant, resource, conflict_mode, &actor);
     let mut tx = conn.begin().await.expect("tx");
     let tally = import_records(&mut tx, &ctx, records, 0)
         .await
