@@ -1089,14 +1089,19 @@ pub(crate) fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
+/// The page size of every list.
+pub(crate) fn limit() -> Value {
+    query(
+        "limit",
+        "1 to 100, default 20.",
+        json!({"type": "integer", "minimum": 1, "maximum": 100}),
+    )
+}
+
 /// The paging parameters of a list whose cursor is an id.
 pub(crate) fn paging() -> Vec<Value> {
     vec![
-        query(
-            "limit",
-            "1 to 100, default 20.",
-            json!({"type": "integer", "minimum": 1, "maximum": 100}),
-        ),
+        limit(),
         query(
             "starting_after",
             "An id: the page after it.",

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::authz::Policy;
 use crate::extract::{ErrorCursor, JobCursor, JobId, Paging, Params};
-use crate::openapi::{Operation, paging, query, reference, resource_names};
+use crate::openapi::{Operation, limit, paging, query, reference, resource_names};
 use crate::request::{body_error, inspect_record};
 use crate::routes::{Doc, Route};
 use crate::{ApiError, AppState, context};
@@ -110,11 +110,7 @@ pub fn routes() -> Vec<Route> {
                     "Page through a job's errors, or download them all as CSV.",
                 )
                 .parameters([
-                    query(
-                        "limit",
-                        "1 to 100, default 20.",
-                        json!({"type": "integer", "minimum": 1, "maximum": 100}),
-                    ),
+                    limit(),
                     query(
                         "starting_after",
                         "A record index: the errors after it.",
