@@ -1,5 +1,8 @@
-//! The API's one error type and the documented error envelope:
-//! `{"error", "code", "type", "param"?, "hint"?, "required"?, "request_id"}`.
+//! The API's one error type and the vendor's error envelope
+//! (docs.arcuserp.com/concepts/errors): `{"error", "code", "type", "hint",
+//! "param", "required"?, "request_id"}`, where `error` is the machine-readable
+//! key (equal to `code`), `hint` the sentence for people, and `param` the
+//! offending parameter or null.
 //!
 //! Handlers return [`ApiError`]; it travels out as a response extension, and the
 //! request-context middleware renders it with the request's id, which handlers
@@ -12,6 +15,7 @@ use auth::AuthError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,19 +29,16 @@ pub enum ErrorType {
 }
 
 /// An error as the client sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
-    #[serde(skip)]
     pub status: StatusCode,
-    pub error: String,
+    /// What went wrong, for people.
+    pub message: String,
     pub code: Cow<'static, str>,
-    #[serde(rename = "type")]
     pub kind: ErrorType,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub param: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// How to fix it, where the message does not say.
     pub hint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub required: Option<&'static str>,
 }
 
@@ -46,11 +47,11 @@ impl ApiError {
         status: StatusCode,
         kind: ErrorType,
         code: &'static str,
-        error: impl Into<String>,
+        message: impl Into<String>,
     ) -> Self {
         Self {
             status,
-            error: error.into(),
+            message: message.into(),
             code: Cow::Borrowed(code),
             kind,
             param: None,
@@ -108,10 +109,25 @@ impl ApiError {
         self
     }
 
-    /// The JSON body, with the request id the middleware knows.
+    /// The JSON body, with the request id the middleware knows. The
+    /// envelope has one sentence for people, `hint`: the message, and how to
+    /// fix it when the message does not say.
     pub fn body(&self, request_id: &str) -> serde_json::Value {
-        let mut body = serde_json::to_value(self).expect("an error envelope serializes");
-        body["request_id"] = serde_json::Value::String(request_id.to_owned());
+        let hint = match &self.hint {
+            Some(fix) => format!("{}; {fix}", self.message),
+            None => self.message.clone(),
+        };
+        let mut body = json!({
+            "error": self.code,
+            "code": self.code,
+            "type": self.kind,
+            "hint": hint,
+            "param": self.param,
+            "request_id": request_id,
+        });
+        if let Some(required) = self.required {
+            body["required"] = json!(required);
+        }
         body
     }
 }

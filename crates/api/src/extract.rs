@@ -256,7 +256,7 @@ mod tests {
             panic!("a cursor that is not a UUID accepted")
         };
         assert_eq!(e.param.as_deref(), Some("starting_after"));
-        assert!(e.error.contains("a record id (UUID)"), "{}", e.error);
+        assert!(e.message.contains("a record id (UUID)"), "{}", e.message);
     }
 
     #[tokio::test]

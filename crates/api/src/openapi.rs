@@ -493,10 +493,15 @@ fn schemas() -> Map<String, Value> {
         (
             "Error",
             object(
-                &["error", "code", "type", "request_id"],
+                &["error", "code", "type", "hint", "param", "request_id"],
                 vec![
-                    ("error", string("What went wrong, for people.")),
-                    ("code", string("Stable machine code.")),
+                    (
+                        "error",
+                        string(
+                            "The machine-readable error key: branch on it (not_found, insufficient_scope, ...).",
+                        ),
+                    ),
+                    ("code", string("The same key as error.")),
                     (
                         "type",
                         one_of(
@@ -511,8 +516,16 @@ fn schemas() -> Map<String, Value> {
                             "",
                         ),
                     ),
-                    ("param", string("The offending parameter or field.")),
-                    ("hint", string("How to fix it.")),
+                    (
+                        "param",
+                        nullable_string("The offending parameter or field; null when none."),
+                    ),
+                    (
+                        "hint",
+                        string(
+                            "One sentence for people: what went wrong and, where it does not say, how to fix it.",
+                        ),
+                    ),
                     (
                         "required",
                         string("The scope the key lacks (insufficient_scope)."),

@@ -41,10 +41,13 @@ const ADVICE = {
 
 const $ = (id) => document.getElementById(id);
 
-/** An error answer of the API (its documented envelope), or a network failure. */
+/**
+ * An error answer of the API (its documented envelope: `error` the key,
+ * `hint` the sentence), or a network failure.
+ */
 class ApiError extends Error {
   constructor(status, body, requestId, retryAfter) {
-    super(body.error ?? `HTTP ${status}`);
+    super(body.hint ?? body.error ?? `HTTP ${status}`);
     this.status = status;
     this.body = body;
     this.requestId = body.request_id ?? requestId ?? null;
@@ -63,7 +66,11 @@ function currentSession() {
 /** A request to `/v1/entities/{entity}{path}`; throws an ApiError unless 2xx. */
 async function api(path, credentials = currentSession()) {
   if (!credentials) {
-    throw new ApiError(401, { error: "not signed in", code: "missing_api_key" });
+    throw new ApiError(401, {
+      error: "missing_api_key",
+      code: "missing_api_key",
+      hint: "not signed in",
+    });
   }
   let response;
   try {
@@ -76,8 +83,9 @@ async function api(path, credentials = currentSession()) {
     );
   } catch (e) {
     throw new ApiError(0, {
-      error: `could not reach the API (${e.message})`,
+      error: "network_error",
       code: "network_error",
+      hint: `could not reach the API (${e.message})`,
     });
   }
   if (!response.ok) {
@@ -99,7 +107,7 @@ async function errorOf(response) {
     // Not the envelope (a proxy's page, say): describe the status alone.
   }
   if (!body || typeof body !== "object" || typeof body.error !== "string") {
-    body = { error: `HTTP ${response.status} ${response.statusText}`.trim() };
+    body = { hint: `HTTP ${response.status} ${response.statusText}`.trim() };
   }
   const retryAfter = Number(response.headers.get("retry-after")) || null;
   return new ApiError(
@@ -113,9 +121,9 @@ async function errorOf(response) {
 /** Renders an error into `box`: what failed, the API's message, its fields. */
 function showError(box, error, doing) {
   box.replaceChildren();
-  const body = error instanceof ApiError ? error.body : { error: String(error) };
+  const body = error instanceof ApiError ? error.body : { hint: String(error) };
   const title = document.createElement("strong");
-  title.textContent = `${doing} failed: ${body.error}`;
+  title.textContent = `${doing} failed: ${body.hint ?? body.error}`;
   box.append(title);
   const advice = ADVICE[body.code];
   if (advice) {
@@ -130,7 +138,6 @@ function showError(box, error, doing) {
     ["type", body.type],
     ["param", body.param],
     ["required scope", body.required],
-    ["hint", body.hint],
     ["request id", error.requestId],
   ].filter(([, value]) => value !== undefined && value !== null && value !== "");
   if (fields.length > 0) {
@@ -167,7 +174,8 @@ async function signIn(event) {
     showError(
       box,
       new ApiError(0, {
-        error: "the entity id must be a UUID, like 01890a5d-ac96-774b-bcce-b302099a8057",
+        error: "invalid_parameter",
+        hint: "the entity id must be a UUID, like 01890a5d-ac96-774b-bcce-b302099a8057",
         param: "entity_id",
       }),
       "Signing in",

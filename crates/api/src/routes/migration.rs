@@ -649,7 +649,7 @@ mod tests {
     #[test]
     fn a_request_without_conflict_mode_skips() {
         let r = BulkRequest::parse(br#"{"records": [{}], "external_source": "shopify"}"#)
-            .unwrap_or_else(|e| panic!("valid request refused: {}", e.error));
+            .unwrap_or_else(|e| panic!("valid request refused: {}", e.message));
         assert_eq!(r.conflict_mode, ConflictMode::Skip);
         assert_eq!(r.count, 1);
     }

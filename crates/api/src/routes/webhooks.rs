@@ -272,12 +272,12 @@ mod tests {
     #[test]
     fn events_default_to_all_and_are_checked_one_by_one() {
         let all = CreateRequest::parse(br#"{"url": "https://example.com/hook"}"#)
-            .unwrap_or_else(|e| panic!("valid request refused: {}", e.error));
+            .unwrap_or_else(|e| panic!("valid request refused: {}", e.message));
         assert_eq!(all.events, EventType::ALL);
         let some = CreateRequest::parse(
             br#"{"url": "https://example.com/hook", "events": ["migration_job.failed"]}"#,
         )
-        .unwrap_or_else(|e| panic!("valid request refused: {}", e.error));
+        .unwrap_or_else(|e| panic!("valid request refused: {}", e.message));
         assert_eq!(some.events, [EventType::JobFailed]);
         assert_eq!(
             refused(

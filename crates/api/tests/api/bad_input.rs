@@ -162,8 +162,9 @@ async fn each_malformed_request_is_refused_with_its_code_and_writes_nothing() {
             assert_eq!(error["code"], code, "{what}");
             assert_eq!(error["type"], "validation_error", "{what}");
             assert_eq!(error["param"].as_str(), param, "{what}");
+            assert_eq!(error["error"], code, "{what}");
             assert!(
-                error["error"].as_str().is_some_and(|m| !m.is_empty()),
+                error["hint"].as_str().is_some_and(|m| !m.is_empty()),
                 "{what}"
             );
             assert!(
@@ -208,7 +209,7 @@ async fn an_unknown_resource_is_not_found() {
     assert_eq!(status, 404);
     assert_eq!(error["code"], "unknown_resource");
     assert!(
-        error["error"]
+        error["hint"]
             .as_str()
             .expect("message")
             .contains("journal-entries")

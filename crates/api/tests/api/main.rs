@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod conflict_modes;
 mod console;
+mod contract;
 mod dry_run;
 mod health;
 mod helpers;

@@ -360,7 +360,7 @@ async fn every_documented_operation_is_routed() {
             if status == 404 {
                 let error: Value = response.json().await.expect("json");
                 assert_ne!(
-                    error["error"], "no such endpoint; see the API reference for the routes",
+                    error["hint"], "no such endpoint; see the API reference for the routes",
                     "{method} {template} is documented but not routed"
                 );
             }

@@ -309,13 +309,9 @@ fn refusal(status: StatusCode, body: &str) -> String {
     let mut line = format!(
         "{status} {}: {}",
         error["code"].as_str().unwrap_or("error"),
-        error["error"].as_str().unwrap_or(body)
+        error["hint"].as_str().unwrap_or(body)
     );
-    for (name, label) in [
-        ("param", "param"),
-        ("required", "required scope"),
-        ("hint", "hint"),
-    ] {
+    for (name, label) in [("param", "param"), ("required", "required scope")] {
         if let Some(value) = error[name].as_str() {
             line.push_str(&format!(" ({label}: {value})"));
         }
