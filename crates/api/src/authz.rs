@@ -17,31 +17,48 @@ use crate::error::ErrorType;
 use crate::ratelimit::Decision;
 use crate::{ApiError, AppState};
 
+/// A scope a route needs: any one of these, the vendor's first (the one an
+/// `insufficient_scope` error names).
+pub type Need = &'static [&'static str];
+
 /// What a route requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Policy {
     Public,
-    Scopes(Vec<&'static str>),
-    /// These scopes and the write scope of the resource the path names
+    /// Every one of these needs.
+    Scopes(Vec<Need>),
+    /// These needs and the write scope of the resource the path names
     /// (`{resource}`).
-    ScopesAndResourceWrite(Vec<&'static str>),
+    ScopesAndResourceWrite(Vec<Need>),
 }
 
 impl Policy {
-    /// The scopes a request needs, given the resource its path names. An
-    /// unknown resource adds none: it is the handler's 404.
-    pub fn scopes(&self, resource: Option<&str>) -> Vec<&'static str> {
+    /// The needs of a request, given the resource its path names. An unknown
+    /// resource adds none: it is the handler's 404.
+    pub fn needs(&self, resource: Option<&str>) -> Vec<Need> {
         match self {
             Policy::Public => Vec::new(),
-            Policy::Scopes(scopes) => scopes.clone(),
-            Policy::ScopesAndResourceWrite(scopes) => {
-                let mut scopes = scopes.clone();
+            Policy::Scopes(needs) => needs.clone(),
+            Policy::ScopesAndResourceWrite(needs) => {
+                let mut needs = needs.clone();
                 if let Some(resource) = resource.and_then(|r| r.parse::<Resource>().ok()) {
-                    scopes.push(resource.write_scope());
+                    needs.push(resource.write_scopes());
                 }
-                scopes
+                needs
             }
         }
+    }
+}
+
+/// The first need of `needs` the key does not meet, as the error that names
+/// it.
+pub fn check(principal: &Principal, needs: &[Need]) -> Result<(), AuthError> {
+    match needs
+        .iter()
+        .find(|need| !need.iter().any(|scope| principal.has(scope)))
+    {
+        Some(need) => Err(AuthError::InsufficientScope(need[0])),
+        None => Ok(()),
     }
 }
 
@@ -78,7 +95,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
             }),
         _ => None,
     };
-    let scopes = policy.scopes(resource.as_deref());
+    let needs = policy.needs(resource.as_deref());
 
     let principal = match Principal::from_request_parts(&mut parts, &state).await {
         Ok(principal) => principal,
@@ -107,8 +124,8 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
         response
-    } else if let Some(missing) = scopes.iter().find(|s| !principal.has(s)) {
-        ApiError::from(AuthError::InsufficientScope(missing)).into_response()
+    } else if let Err(missing) = check(&principal, &needs) {
+        ApiError::from(missing).into_response()
     } else {
         next.run(Request::from_parts(parts, body)).await
     };
@@ -152,98 +169,99 @@ mod tests {
                 Method::POST,
                 format!("{entity}/migration/{{resource}}/bulk"),
                 Some("vendor-bills"),
-                vec!["migration:write", "purchasing:write"],
+                vec![vec!["migration:write"], vec!["purchasing:write"]],
             ),
             (
                 Method::POST,
                 format!("{entity}/migration/{{resource}}/bulk"),
                 Some("invoices"),
-                vec!["migration:write"],
+                vec![vec!["migration:write"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/migration/jobs/{{job_id}}"),
                 None,
-                vec!["migration:read"],
+                vec![vec!["migration:read"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/migration/jobs/{{job_id}}/errors"),
                 None,
-                vec!["migration:read"],
+                vec![vec!["migration:read"]],
             ),
             (
                 Method::POST,
                 format!("{entity}/migration/jobs/{{job_id}}/retry"),
                 None,
-                vec!["migration:write"],
+                vec![vec!["migration:write"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/journal-entries"),
                 None,
-                vec!["accounting:read"],
+                vec![vec!["accounting:read"]],
             ),
             (
                 Method::POST,
                 format!("{entity}/ap-payments"),
                 None,
-                vec!["payments:write"],
+                vec![vec!["purchasing:write", "payments:write"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/orders/{{id}}"),
                 None,
-                vec!["orders:read"],
+                vec![vec!["orders:read"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/gl-accounts/{{id}}"),
                 None,
-                vec!["accounting:read"],
+                vec![vec!["accounting:read"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/reconciliation/trial-balance"),
                 None,
-                vec!["accounting:read"],
+                vec![vec!["accounting:read", "migration:read"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/reconciliation/counts"),
                 None,
-                vec!["migration:read"],
+                vec![vec!["accounting:read", "migration:read"]],
             ),
             (
                 Method::POST,
                 format!("{entity}/webhook-endpoints"),
                 None,
-                vec!["migration:write"],
+                vec![vec!["webhooks:manage", "migration:write"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/webhook-endpoints"),
                 None,
-                vec!["migration:read"],
+                vec![vec!["webhooks:manage", "migration:read"]],
             ),
             (
                 Method::DELETE,
                 format!("{entity}/webhook-endpoints/{{endpoint_id}}"),
                 None,
-                vec!["migration:write"],
+                vec![vec!["webhooks:manage", "migration:write"]],
             ),
             (
                 Method::GET,
                 format!("{entity}/webhook-endpoints/{{endpoint_id}}/deliveries"),
                 None,
-                vec!["migration:read"],
+                vec![vec!["webhooks:manage", "migration:read"]],
             ),
         ];
         for (method, template, resource, expected) in cases {
             let policy = policy(&method, &template)
                 .unwrap_or_else(|| panic!("{method} {template} is not a route"));
             assert_ne!(policy, Policy::Public, "{method} {template}");
-            assert_eq!(policy.scopes(resource), expected, "{method} {template}");
+            let needs: Vec<Vec<&str>> = policy.needs(resource).iter().map(|n| n.to_vec()).collect();
+            assert_eq!(needs, expected, "{method} {template}");
         }
     }
 

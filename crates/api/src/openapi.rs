@@ -1020,29 +1020,45 @@ impl Operation {
             responses.insert((*status).to_owned(), response.clone());
         }
         let mut op = json!({"summary": self.summary, "tags": [self.tag], "parameters": parameters, "responses": responses});
-        let (scopes, description) = match policy {
-            Policy::Public => (Vec::new(), None),
-            Policy::Scopes(scopes) => (scopes.clone(), Some(scopes.join(", "))),
-            Policy::ScopesAndResourceWrite(scopes) => {
-                let each: Vec<String> = Resource::ALL
-                    .iter()
-                    .map(|r| format!("{} for {}", r.write_scope(), r.as_str()))
-                    .collect();
-                let description = format!(
-                    "{} and the write scope of the resource in the path ({})",
-                    scopes.join(", "),
-                    each.join(", ")
-                );
-                (scopes.clone(), Some(description))
-            }
+        let (needs, resource_write) = match policy {
+            Policy::Public => (Vec::new(), false),
+            Policy::Scopes(needs) => (needs.clone(), false),
+            Policy::ScopesAndResourceWrite(needs) => (needs.clone(), true),
         };
-        op["security"] = if scopes.is_empty() {
+        // OpenAPI lists the alternatives: one scope chosen from each need.
+        let alternatives = needs.iter().fold(vec![Vec::new()], |chosen, need| {
+            chosen
+                .iter()
+                .flat_map(|so_far: &Vec<&str>| {
+                    need.iter().map(move |scope| {
+                        let mut next = so_far.clone();
+                        next.push(*scope);
+                        next
+                    })
+                })
+                .collect()
+        });
+        op["security"] = if needs.is_empty() {
             json!([])
         } else {
-            json!([{"bearer": scopes}])
+            alternatives
+                .iter()
+                .map(|scopes| json!({"bearer": scopes}))
+                .collect()
         };
-        if let Some(description) = description {
-            op["description"] = json!(format!("Scopes: {description}"));
+        if !needs.is_empty() {
+            let mut description: Vec<String> = needs.iter().map(|need| need.join(" or ")).collect();
+            if resource_write {
+                let each: Vec<String> = Resource::ALL
+                    .iter()
+                    .map(|r| format!("{} for {}", r.write_scopes().join(" or "), r.as_str()))
+                    .collect();
+                description.push(format!(
+                    "the write scope of the resource in the path ({})",
+                    each.join(", ")
+                ));
+            }
+            op["description"] = json!(format!("Scopes: {}", description.join(", and ")));
         }
         if let Some(body) = &self.request {
             op["requestBody"] =

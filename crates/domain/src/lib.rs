@@ -129,27 +129,30 @@ impl Resource {
         }
     }
 
-    /// The scope that writing this resource needs, besides `migration:write`.
-    pub fn write_scope(self) -> &'static str {
+    /// The scopes that each allow writing this resource (besides
+    /// `migration:write` for an import), the vendor's first. AP payments
+    /// are purchasing by the vendor's pages (`purchasing:write`);
+    /// `payments:write`, which keys issued before carry, still serves.
+    pub fn write_scopes(self) -> &'static [&'static str] {
         match self {
-            Resource::Accounts => "accounts:write",
-            Resource::Products => "products:write",
-            Resource::Orders => "orders:write",
-            Resource::JournalEntries => "accounting:write",
-            Resource::VendorBills => "purchasing:write",
-            Resource::ApPayments => "payments:write",
+            Resource::Accounts => &["accounts:write"],
+            Resource::Products => &["products:write"],
+            Resource::Orders => &["orders:write"],
+            Resource::JournalEntries => &["accounting:write"],
+            Resource::VendorBills => &["purchasing:write"],
+            Resource::ApPayments => &["purchasing:write", "payments:write"],
         }
     }
 
-    /// The scope that reading this resource needs.
-    pub fn read_scope(self) -> &'static str {
+    /// The scopes that each allow reading this resource, the vendor's first.
+    pub fn read_scopes(self) -> &'static [&'static str] {
         match self {
-            Resource::Accounts => "accounts:read",
-            Resource::Products => "products:read",
-            Resource::Orders => "orders:read",
-            Resource::JournalEntries => "accounting:read",
-            Resource::VendorBills => "purchasing:read",
-            Resource::ApPayments => "payments:read",
+            Resource::Accounts => &["accounts:read"],
+            Resource::Products => &["products:read"],
+            Resource::Orders => &["orders:read"],
+            Resource::JournalEntries => &["accounting:read"],
+            Resource::VendorBills => &["purchasing:read"],
+            Resource::ApPayments => &["purchasing:read", "payments:read"],
         }
     }
 
@@ -215,20 +218,33 @@ impl FromStr for ConflictMode {
     }
 }
 
-/// The scopes a key can carry.
-pub const SCOPES: [&str; 15] = [
+/// The scopes a key can carry: the vendor's catalogue (its `authentication`
+/// page, and the accounting pages for `accounting:approve` and
+/// `accounting:close_period`), and the migration's own. A key may carry a
+/// scope no endpoint of this service asks for (`inventory:write`, say): the
+/// same key then serves the rest of the ERP's API.
+pub const SCOPES: [&str; 24] = [
     "accounts:read",
     "accounts:write",
     "products:read",
     "products:write",
     "orders:read",
     "orders:write",
+    "inventory:read",
+    "inventory:write",
+    "fulfillment:read",
+    "fulfillment:write",
+    "returns:read",
+    "returns:write",
     "purchasing:read",
     "purchasing:write",
     "payments:read",
     "payments:write",
     "accounting:read",
     "accounting:write",
+    "accounting:approve",
+    "accounting:close_period",
+    "webhooks:manage",
     "migration:read",
     "migration:write",
     "migration:admin",

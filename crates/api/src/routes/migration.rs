@@ -2,7 +2,7 @@
 //! list jobs, page through or download a job's errors, and retry a job's
 //! failed records.
 
-use auth::{AuthError, Principal};
+use auth::Principal;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::authz::Policy;
+use crate::authz::{self, Policy};
 use crate::extract::{ErrorCursor, JobCursor, JobId, Paging, Params};
 use crate::openapi::{Operation, limit, paging, query, reference, resource_names};
 use crate::request::{body_error, inspect_record};
@@ -38,7 +38,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::POST,
             "/v1/entities/{entity_id}/migration/{resource}/bulk",
-            Policy::ScopesAndResourceWrite(vec!["migration:write"]),
+            Policy::ScopesAndResourceWrite(vec![&["migration:write"]]),
             Doc::Operation(
                 Operation::new(
                     "migration",
@@ -68,7 +68,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::GET,
             "/v1/entities/{entity_id}/migration/jobs",
-            Policy::Scopes(vec!["migration:read"]),
+            Policy::Scopes(vec![&["migration:read"]]),
             Doc::Operation(
                 Operation::new("migration", "List jobs, newest first.")
                     .parameters(paging())
@@ -92,7 +92,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::GET,
             "/v1/entities/{entity_id}/migration/jobs/{job_id}",
-            Policy::Scopes(vec!["migration:read"]),
+            Policy::Scopes(vec![&["migration:read"]]),
             Doc::Operation(
                 Operation::new("migration", "Get a job.")
                     .responds("200", "The job.", reference("Job"))
@@ -103,7 +103,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::GET,
             "/v1/entities/{entity_id}/migration/jobs/{job_id}/errors",
-            Policy::Scopes(vec!["migration:read"]),
+            Policy::Scopes(vec![&["migration:read"]]),
             Doc::Operation(
                 Operation::new(
                     "migration",
@@ -141,7 +141,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::POST,
             "/v1/entities/{entity_id}/migration/jobs/{job_id}/retry",
-            Policy::Scopes(vec!["migration:write"]),
+            Policy::Scopes(vec![&["migration:write"]]),
             Doc::Operation(
                 Operation::new(
                     "migration",
@@ -558,9 +558,7 @@ async fn retry_job(
     let resource: Resource = job.resource.parse().expect("a stored job names a resource");
     // The route needs migration:write; writing this resource needs its own
     // scope too, as submitting it would.
-    if !principal.has(resource.write_scope()) {
-        return Err(AuthError::InsufficientScope(resource.write_scope()).into());
-    }
+    authz::check(&principal, &[resource.write_scopes()])?;
     if !job.status.is_terminal() {
         return Err(ApiError::conflict(
             "job_not_finished",

@@ -21,7 +21,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::GET,
             "/v1/entities/{entity_id}/reconciliation/counts",
-            Policy::Scopes(vec!["migration:read"]),
+            Policy::Scopes(vec![&["accounting:read", "migration:read"]]),
             Doc::Operation(
                 Operation::new("reconciliation", "Records per resource and source.").responds(
                     "200",
@@ -34,7 +34,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::GET,
             "/v1/entities/{entity_id}/reconciliation/trial-balance",
-            Policy::Scopes(vec!["accounting:read"]),
+            Policy::Scopes(vec![&["accounting:read", "migration:read"]]),
             Doc::Operation(
                 Operation::new("reconciliation", "The trial balance.")
                     .parameters([

@@ -35,7 +35,7 @@ pub fn routes() -> Vec<Route> {
             Route::new(
                 Method::GET,
                 &list_path,
-                Policy::Scopes(vec![resource.read_scope()]),
+                Policy::Scopes(vec![resource.read_scopes()]),
                 Doc::Operation(
                     Operation::new("records", format!("List {name}."))
                         .parameters(list_parameters(what))
@@ -46,7 +46,7 @@ pub fn routes() -> Vec<Route> {
             Route::new(
                 Method::POST,
                 &list_path,
-                Policy::Scopes(vec![resource.write_scope()]),
+                Policy::Scopes(vec![resource.write_scopes()]),
                 Doc::Operation(
                     Operation::new(
                         "records",
@@ -67,7 +67,7 @@ pub fn routes() -> Vec<Route> {
             Route::new(
                 Method::GET,
                 format!("{list_path}/{{id}}"),
-                Policy::Scopes(vec![resource.read_scope()]),
+                Policy::Scopes(vec![resource.read_scopes()]),
                 Doc::Operation(
                     Operation::new("records", format!("Get one record of {name}."))
                         .responds("200", "The record.", reference(schema))
@@ -82,7 +82,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::GET,
             "/v1/entities/{entity_id}/gl-accounts",
-            Policy::Scopes(vec!["accounting:read"]),
+            Policy::Scopes(vec![&["accounting:read"]]),
             Doc::Operation(
                 Operation::new("ledger", "List the chart of accounts.")
                     .parameters(list_parameters(chart))
@@ -93,7 +93,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(
             Method::GET,
             "/v1/entities/{entity_id}/gl-accounts/{id}",
-            Policy::Scopes(vec!["accounting:read"]),
+            Policy::Scopes(vec![&["accounting:read"]]),
             Doc::Operation(
                 Operation::new("ledger", "Get a GL account.")
                     .responds("200", "The account.", reference("GlAccount"))

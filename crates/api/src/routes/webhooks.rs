@@ -24,10 +24,10 @@ use crate::routes::{Doc, Route};
 use crate::{ApiError, AppState, context};
 
 pub fn routes() -> Vec<Route> {
-    // Registering an endpoint is a migration setting: it says where the
-    // jobs' ends are announced.
-    let write = || Policy::Scopes(vec!["migration:write"]);
-    let read = || Policy::Scopes(vec!["migration:read"]);
+    // The vendor's pages ask webhooks:manage; a migration key serves too,
+    // since an endpoint here announces its jobs' ends.
+    let write = || Policy::Scopes(vec![&["webhooks:manage", "migration:write"]]);
+    let read = || Policy::Scopes(vec![&["webhooks:manage", "migration:read"]]);
     vec![
         Route::new(
             Method::POST,

@@ -472,25 +472,20 @@ async fn the_console_explains_a_wrong_key_and_a_missing_scope() {
     assert!(browser.displayed("#sign-in").await, "still signed out");
     assert_eq!(browser.script("return sessionStorage.length").await, 0);
 
-    // A key of the entity without accounting:read signs in, and the trial
-    // balance says which scope it lacks; the counts need only migration:read.
-    let key = app.key_with(domain::Mode::Test, &["migration:read"]).await;
+    // A key of the entity with neither accounting:read nor migration:read
+    // signs in, and the reconciliation views say which scope it lacks.
+    let key = app.key_with(domain::Mode::Test, &["products:read"]).await;
     browser.sign_in(&app, &entity_id, &key).await;
-    browser
-        .wait_displayed("#jobs-empty", "the (empty) jobs view")
-        .await;
+    browser.wait_displayed("#nav", "the signed-in views").await;
     browser.click(r#"#nav a[data-view="reconciliation"]"#).await;
-    let error = browser
-        .wait_text("#tb-error", "the 403", |t| !t.is_empty())
-        .await;
-    assert!(error.contains("403"), "{error}");
-    assert!(error.contains("insufficient_scope"), "{error}");
-    assert!(error.contains("accounting:read"), "{error}");
-    browser
-        .wait_text("#counts-totals", "the counts", |t| {
-            t.contains("products, all sources")
-        })
-        .await;
+    for view in ["#tb-error", "#counts-error"] {
+        let error = browser
+            .wait_text(view, "the 403", |t| !t.is_empty())
+            .await;
+        assert!(error.contains("403"), "{view}: {error}");
+        assert!(error.contains("insufficient_scope"), "{view}: {error}");
+        assert!(error.contains("accounting:read"), "{view}: {error}");
+    }
     browser.close().await;
 }
 

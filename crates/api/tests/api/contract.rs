@@ -94,3 +94,120 @@ async fn errors_page_error_is_the_key_on_every_path() {
     assert_eq!(error["error"], "invalid_api_key", "{error}");
     assert_eq!(error["code"], "invalid_api_key");
 }
+
+/// purchasing/create-an-ap-payment: an AP payment is written with
+/// `purchasing:write`; a key that carries `payments:write` instead, as keys
+/// issued before did, still serves.
+#[tokio::test]
+async fn create_an_ap_payment_page_needs_purchasing_write() {
+    let app = spawn_app().await;
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/accounts", app.entity_id),
+            Some(&json!({"name": "Paper Supply Co", "account_type": "vendor",
+                         "external_source": "quickbooks", "external_id": "V-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let payment = |n: u32| {
+        json!({"external_source": "quickbooks", "external_id": format!("PAY-{n}"),
+               "vendor_external_id": "V-1", "payment_date": "2026-01-15",
+               "amount": 25, "method": "check"})
+    };
+    let path = format!("/v1/entities/{}/ap-payments", app.entity_id);
+    for (n, scope) in [(1, "purchasing:write"), (2, "payments:write")] {
+        let key = app.key_with(domain::Mode::Test, &[scope]).await;
+        let (status, created) = app
+            .send_as(&key, Method::POST, &path, Some(&payment(n)))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{scope}: {created}");
+    }
+    let key = app.key_with(domain::Mode::Test, &["orders:write"]).await;
+    let (status, error) = app
+        .send_as(&key, Method::POST, &path, Some(&payment(3)))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error["required"], "purchasing:write",
+        "the vendor's scope is named"
+    );
+
+    let key = app.key_with(domain::Mode::Test, &["purchasing:read"]).await;
+    let (status, page) = app.send_as(&key, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(2));
+}
+
+/// webhooks/create-a-webhook-endpoint-subscription: "Requires
+/// webhooks:manage scope"; a migration key keeps managing its endpoints.
+#[tokio::test]
+async fn webhook_endpoint_pages_need_webhooks_manage() {
+    let app = spawn_app().await;
+    let path = format!("/v1/entities/{}/webhook-endpoints", app.entity_id);
+    let body = json!({"url": "https://hooks.example.com/arcus"});
+    for scopes in [
+        &["webhooks:manage"][..],
+        &["migration:write", "migration:read"],
+    ] {
+        let key = app.key_with(domain::Mode::Test, scopes).await;
+        let (status, created) = app.send_as(&key, Method::POST, &path, Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{scopes:?}: {created}");
+        let (status, _) = app.send_as(&key, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{scopes:?}");
+    }
+    let key = app.key_with(domain::Mode::Test, &["products:write"]).await;
+    let (status, error) = app.send_as(&key, Method::POST, &path, Some(&body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error["required"], "webhooks:manage");
+}
+
+/// guides/reconciliation-api: the reconciliation reads are open to an
+/// accountant's key (`accounting:read`) and to a migration key
+/// (`migration:read`).
+#[tokio::test]
+async fn reconciliation_guide_reads_with_accounting_or_migration_read() {
+    let app = spawn_app().await;
+    for scope in ["accounting:read", "migration:read"] {
+        let key = app.key_with(domain::Mode::Test, &[scope]).await;
+        for read in ["reconciliation/counts", "reconciliation/trial-balance"] {
+            let (status, body) = app
+                .send_as(
+                    &key,
+                    Method::GET,
+                    &format!("/v1/entities/{}/{read}", app.entity_id),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{scope} {read}: {body}");
+        }
+    }
+}
+
+/// authentication, "Scopes": every scope of the vendor's catalogue can be
+/// issued, so one key serves this service and the rest of the ERP's API.
+#[tokio::test]
+async fn authentication_page_scopes_can_be_issued() {
+    let app = spawn_app().await;
+    let catalogue = [
+        "inventory:read",
+        "inventory:write",
+        "fulfillment:read",
+        "fulfillment:write",
+        "returns:read",
+        "returns:write",
+        "accounting:approve",
+        "accounting:close_period",
+        "webhooks:manage",
+    ];
+    let key = app.key_with(domain::Mode::Test, &catalogue).await;
+    let (status, _) = app
+        .send_as(
+            &key,
+            Method::GET,
+            &format!("/v1/entities/{}/webhook-endpoints", app.entity_id),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -103,7 +103,7 @@ async fn reads_check_scope_entity_and_ids() {
         ("journal-entries", "accounting:read"),
         ("gl-accounts", "accounting:read"),
         ("vendor-bills", "purchasing:read"),
-        ("ap-payments", "payments:read"),
+        ("ap-payments", "purchasing:read"),
     ] {
         let response = app
             .client

@@ -541,7 +541,7 @@ async fn the_endpoint_api_validates_input_and_shows_the_secret_once() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(error["code"], "insufficient_scope");
-    assert_eq!(error["required"], "migration:write");
+    assert_eq!(error["required"], "webhooks:manage");
     let (status, _) = app.send_as(&reader, Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::OK);
 
