@@ -7,7 +7,9 @@
 //! 3.1 schema. `/docs` renders it with Redoc, served by the API itself.
 
 use domain::Resource;
+use domain::read::Readable;
 use domain::spec::{self, Field, Kind};
+use domain::view::{Form, Shown, Shows};
 use serde_json::{Map, Value, json};
 
 use crate::authz::Policy;
@@ -23,10 +25,6 @@ fn nullable_string(description: &str) -> Value {
 
 fn money(description: &str) -> Value {
     json!({"type": "number", "description": format!("{description} Exact decimal, at most 4 decimal places.")})
-}
-
-fn nullable_money(description: &str) -> Value {
-    json!({"type": ["number", "null"], "description": description})
 }
 
 fn date(description: &str) -> Value {
@@ -83,7 +81,7 @@ fn kind_schema(kind: Kind) -> Value {
     }
 }
 
-/// `schema` as an optional field has it: null stands for absent.
+/// `schema`, or null: an optional field's absence, or a read's null.
 fn nullable(mut schema: Value) -> Value {
     if let Some(kind) = schema["type"].as_str() {
         schema["type"] = json!([kind, "null"]);
@@ -191,135 +189,51 @@ pub(crate) fn single_create_payload(resource: Resource) -> Value {
     payload
 }
 
-/// The object a resource is read back as.
-fn record_object(resource: Resource) -> Value {
-    let common = |object_name: &str, mut properties: Vec<(&'static str, Value)>| {
-        let mut all = vec![
-            ("id", uuid("The record's id.")),
-            ("object", one_of(&[object_name], "")),
-        ];
-        all.append(&mut properties);
-        all.extend([
-            (
-                "external_source",
-                nullable_string("Provenance: the source system (null once replaced)."),
-            ),
-            (
-                "external_id",
-                nullable_string("Provenance: the id in the source system."),
-            ),
-            ("created_at", timestamp("")),
-            ("updated_at", timestamp("")),
-        ]);
-        object(&["id", "object", "created_at"], all)
-    };
-    let children = |description: &str| json!({"type": "array", "items": {"type": "object"}, "description": description});
-    match resource {
-        Resource::Accounts => common(
-            "account",
-            vec![
-                (
-                    "account_number",
-                    string("Assigned: CUST-00001 or VEND-00001."),
-                ),
-                ("name", string("")),
-                ("account_type", string("")),
-                ("email", nullable_string("")),
-                ("phone", nullable_string("")),
-                ("credit_limit", nullable_money("")),
-                ("addresses", children("As submitted.")),
-            ],
-        ),
-        Resource::Products => common(
-            "product",
-            vec![
-                ("title", string("")),
-                ("product_type", string("")),
-                ("sku", nullable_string("")),
-                ("description", nullable_string("")),
-                ("list_price", nullable_money("")),
-                ("cost", nullable_money("")),
-                ("components", children("product_id and quantity.")),
-                ("variants", children("id, title, sku, product_type.")),
-            ],
-        ),
-        Resource::Orders => common(
-            "order",
-            vec![
-                (
-                    "order_number",
-                    string("Assigned per document type: QUO-, SO-, INV-, RMA-, PO-."),
-                ),
-                ("document_type", string("")),
-                ("account_id", uuid("")),
-                ("order_date", date("")),
-                ("notes", nullable_string("")),
-                ("subtotal", money("Computed.")),
-                ("order_total", money("Computed.")),
-                (
-                    "balance_due",
-                    money("Computed: the total, 0 for quotes and returns."),
-                ),
-                (
-                    "line_items",
-                    children("product_id, quantity, sell_rate, line_total."),
-                ),
-            ],
-        ),
-        Resource::JournalEntries => common(
-            "journal_entry",
-            vec![
-                ("entry_number", string("Assigned: JE-00001.")),
-                ("entry_date", date("")),
-                ("description", nullable_string("")),
-                ("bypassed_period_check", json!({"type": "boolean"})),
-                ("total_debits", money("Computed.")),
-                ("total_credits", money("Computed.")),
-                (
-                    "lines",
-                    children(
-                        "gl_account_id, gl_account_number, debit_amount, credit_amount, description.",
-                    ),
-                ),
-            ],
-        ),
-        Resource::VendorBills => common(
-            "vendor_bill",
-            vec![
-                ("bill_number", string("Assigned: BILL-00001.")),
-                ("vendor_id", uuid("")),
-                ("bill_date", date("")),
-                (
-                    "due_date",
-                    json!({"type": ["string", "null"], "format": "date"}),
-                ),
-                ("vendor_invoice_number", nullable_string("")),
-                ("notes", nullable_string("")),
-                ("bill_total", money("Computed.")),
-                ("amount_paid", money("Computed.")),
-                ("balance_due", money("Computed.")),
-                (
-                    "items",
-                    children(
-                        "description, quantity, unit_cost, amount, product_id, gl_account_id, gl_account_number.",
-                    ),
-                ),
-            ],
-        ),
-        Resource::ApPayments => common(
-            "ap_payment",
-            vec![
-                ("payment_number", string("Assigned: PAY-00001.")),
-                ("vendor_id", uuid("")),
-                ("payment_date", date("")),
-                ("amount", money("")),
-                ("method", string("")),
-                ("reference", nullable_string("")),
-                ("amount_applied", money("Computed.")),
-                ("applications", children("bill_id, bill_number, amount.")),
-            ],
-        ),
+/// The object a read shows, built from the view the read's SQL is built from
+/// (`domain::view`): every property is always present, null only where the
+/// view says it may be.
+fn view_schema(properties: &[Shown]) -> Value {
+    let mut schemas = Map::new();
+    for shown in properties {
+        let about = match shown.shows {
+            Shows::Sql(_, Form::Decimal) => {
+                format!("{} Exact decimal, at most 4 decimal places.", shown.about)
+            }
+            _ => shown.about.to_owned(),
+        };
+        let schema = match shown.shows {
+            Shows::Sql(_, form) => form_schema(form),
+            Shows::Const(value) => json!({"type": "string", "enum": [value]}),
+            Shows::Items(items) => json!({"type": "array", "items": view_schema(items.of)}),
+        };
+        let schema = if shown.nullable {
+            nullable(schema)
+        } else {
+            schema
+        };
+        schemas.insert(shown.name.to_owned(), described(schema, about.trim_start()));
     }
+    let required: Vec<&str> = properties.iter().map(|shown| shown.name).collect();
+    json!({"type": "object", "required": required, "properties": schemas})
+}
+
+/// The schema of a value a read shows in `form`.
+fn form_schema(form: Form) -> Value {
+    match form {
+        Form::Uuid => json!({"type": "string", "format": "uuid"}),
+        Form::Text => json!({"type": "string"}),
+        Form::Decimal => json!({"type": "number"}),
+        Form::Integer => json!({"type": "integer"}),
+        Form::Date => json!({"type": "string", "format": "date"}),
+        Form::Timestamp => json!({"type": "string", "format": "date-time"}),
+        Form::Bool => json!({"type": "boolean"}),
+        Form::Enum(names) => json!({"type": "string", "enum": names}),
+    }
+}
+
+/// The object `what` is read back as.
+fn read_object(what: Readable) -> Value {
+    view_schema(&what.view().properties())
 }
 
 /// A schema name for a resource (`JournalEntry`).
@@ -483,7 +397,10 @@ fn schemas() -> Map<String, Value> {
             json!({"$ref": format!("#/components/schemas/{}Create", schema_name(resource))}),
         );
         schemas.insert(format!("{}Create", schema_name(resource)), payload);
-        schemas.insert(schema_name(resource).to_owned(), record_object(resource));
+        schemas.insert(
+            schema_name(resource).to_owned(),
+            read_object(Readable::Resource(resource)),
+        );
         schemas.insert(
             format!("{}List", schema_name(resource)),
             list_of(schema_name(resource)),
@@ -599,36 +516,7 @@ fn schemas() -> Map<String, Value> {
                 ],
             ),
         ),
-        (
-            "GlAccount",
-            object(
-                &["id", "object", "account_number"],
-                vec![
-                    ("id", uuid("")),
-                    ("object", one_of(&["gl_account"], "")),
-                    ("account_number", string("")),
-                    ("name", string("")),
-                    (
-                        "account_type",
-                        one_of(
-                            &["asset", "liability", "equity", "revenue", "expense", "cogs"],
-                            "",
-                        ),
-                    ),
-                    ("normal_balance", one_of(&["debit", "credit"], "")),
-                    (
-                        "parent_id",
-                        json!({"type": ["string", "null"], "format": "uuid"}),
-                    ),
-                    (
-                        "is_header",
-                        json!({"type": "boolean", "description": "Header accounts cannot be posted to."}),
-                    ),
-                    ("is_active", json!({"type": "boolean"})),
-                    ("created_at", timestamp("")),
-                ],
-            ),
-        ),
+        ("GlAccount", read_object(Readable::GlAccounts)),
         ("GlAccountList", list_of("GlAccount")),
         (
             "ReconciliationCounts",

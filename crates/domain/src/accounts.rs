@@ -13,6 +13,7 @@ use crate::fields::Fields;
 use crate::named::{Named, named_enum};
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::spec::{Field, Kind};
+use crate::view::{Form, Items, Shown, View};
 use crate::{ConflictMode, Tenant, ledger};
 
 named_enum! {
@@ -79,6 +80,44 @@ const ADDRESSES: Field = Field::optional(
 
 /// The fields of an account record.
 pub const FIELDS: &[Field] = &[NAME, ACCOUNT_TYPE, EMAIL, PHONE, CREDIT_LIMIT, ADDRESSES];
+
+/// What a read of an account shows.
+pub const VIEW: View = View::record(
+    "account",
+    &[
+        Shown::sql("account_number", "r.account_number", Form::Text)
+            .about("Assigned: CUST-00001 or VEND-00001."),
+        Shown::sql("name", "r.name", Form::Text),
+        Shown::sql(
+            "account_type",
+            "r.account_type",
+            Form::Enum(AccountType::NAMES),
+        ),
+        Shown::sql("email", "r.email", Form::Text).or_null(),
+        Shown::sql("phone", "r.phone", Form::Text).or_null(),
+        Shown::sql("credit_limit", "r.credit_limit", Form::Decimal).or_null(),
+        Shown::items(
+            "addresses",
+            Items {
+                from: "account_addresses a",
+                filter: "a.account_id = r.id",
+                order_by: "a.position",
+                of: &[
+                    Shown::sql("type", "a.address_type", Form::Enum(AddressType::NAMES)),
+                    Shown::sql("line1", "a.line1", Form::Text).or_null(),
+                    Shown::sql("line2", "a.line2", Form::Text).or_null(),
+                    Shown::sql("city", "a.city", Form::Text).or_null(),
+                    Shown::sql("state", "a.state", Form::Text).or_null(),
+                    Shown::sql("zip", "a.zip", Form::Text).or_null(),
+                    Shown::sql("country", "a.country", Form::Text).or_null(),
+                    Shown::sql("is_default_billing", "a.is_default_billing", Form::Bool),
+                    Shown::sql("is_default_shipping", "a.is_default_shipping", Form::Bool),
+                ],
+            },
+        )
+        .about("As submitted, in order."),
+    ],
+);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountInput {

@@ -15,6 +15,7 @@ use crate::fields::{Fields, INVALID};
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{GlIndex, GlRef, parse_gl_ref};
 use crate::spec::{Field, Kind};
+use crate::view::{Form, Items, Shown, View};
 use crate::{ConflictMode, audit, ledger};
 
 const LINES_MAX: usize = 1000;
@@ -46,6 +47,49 @@ const LINES: Field = Field::required(
 
 /// The fields of a journal entry record.
 pub const FIELDS: &[Field] = &[ENTRY_DATE, DESCRIPTION, BYPASS_PERIOD_CHECK, LINES];
+
+/// What a read of a journal entry shows.
+pub const VIEW: View = View::record(
+    "journal_entry",
+    &[
+        Shown::sql("entry_number", "r.entry_number", Form::Text).about("Assigned: JE-00001."),
+        Shown::sql("entry_date", "r.entry_date", Form::Date),
+        Shown::sql("description", "r.description", Form::Text).or_null(),
+        Shown::sql(
+            "bypassed_period_check",
+            "r.bypassed_period_check",
+            Form::Bool,
+        ),
+        Shown::sql(
+            "total_debits",
+            "(select sum(l.debit_amount) from journal_lines l where l.entry_id = r.id)",
+            Form::Decimal,
+        )
+        .about("Computed."),
+        Shown::sql(
+            "total_credits",
+            "(select sum(l.credit_amount) from journal_lines l where l.entry_id = r.id)",
+            Form::Decimal,
+        )
+        .about("Computed."),
+        Shown::items(
+            "lines",
+            Items {
+                from: "journal_lines l join gl_accounts g on g.id = l.gl_account_id",
+                filter: "l.entry_id = r.id",
+                order_by: "l.position",
+                of: &[
+                    Shown::sql("gl_account_id", "l.gl_account_id", Form::Uuid),
+                    Shown::sql("gl_account_number", "g.account_number", Form::Text),
+                    Shown::sql("debit_amount", "l.debit_amount", Form::Decimal),
+                    Shown::sql("credit_amount", "l.credit_amount", Form::Decimal),
+                    Shown::sql("description", "l.description", Form::Text).or_null(),
+                ],
+            },
+        )
+        .about("In order."),
+    ],
+);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntryInput {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::view::{Form, Shown, View};
 use crate::{Mode, Tenant, new_id};
 
 /// One account of the standard chart: number, name, type, header, parent
@@ -128,6 +129,28 @@ const STANDARD_CHART: &[ChartLine] = &[
     ),
     ("6100", "Payroll", "expense", false, Some("6000"), None),
 ];
+
+/// The types of GL account, a header of each in the standard chart.
+const ACCOUNT_TYPES: &[&str] = &["asset", "liability", "equity", "revenue", "expense", "cogs"];
+
+/// What a read of a GL account shows.
+pub const GL_ACCOUNT_VIEW: View = View::without_provenance(
+    "gl_account",
+    &[
+        Shown::sql("account_number", "r.account_number", Form::Text),
+        Shown::sql("name", "r.name", Form::Text),
+        Shown::sql("account_type", "r.account_type", Form::Enum(ACCOUNT_TYPES)),
+        Shown::sql(
+            "normal_balance",
+            "r.normal_balance",
+            Form::Enum(&["debit", "credit"]),
+        ),
+        Shown::sql("parent_id", "r.parent_id", Form::Uuid).or_null(),
+        Shown::sql("is_header", "r.is_header", Form::Bool)
+            .about("Header accounts cannot be posted to."),
+        Shown::sql("is_active", "r.is_active", Form::Bool),
+    ],
+);
 
 fn normal_balance(account_type: &str) -> &'static str {
     match account_type {
@@ -415,10 +438,17 @@ mod tests {
 
     #[test]
     fn the_standard_chart_has_a_header_per_type_and_known_parents() {
-        for kind in ["asset", "liability", "equity", "revenue", "expense", "cogs"] {
+        for kind in ACCOUNT_TYPES {
             assert!(
-                STANDARD_CHART.iter().any(|l| l.2 == kind && l.3),
+                STANDARD_CHART.iter().any(|l| l.2 == *kind && l.3),
                 "{kind} header"
+            );
+        }
+        for line in STANDARD_CHART {
+            assert!(
+                ACCOUNT_TYPES.contains(&line.2),
+                "{} is a known type",
+                line.0
             );
         }
         for line in STANDARD_CHART.iter().filter(|l| !l.3) {

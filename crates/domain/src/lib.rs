@@ -26,6 +26,7 @@ pub mod products;
 pub mod read;
 mod refs;
 pub mod spec;
+pub mod view;
 pub mod webhooks;
 
 use std::fmt;

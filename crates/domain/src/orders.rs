@@ -17,6 +17,7 @@ use crate::named::{Named, named_enum};
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{RefField, RefIndex, parse_ref};
 use crate::spec::{Field, Kind};
+use crate::view::{Form, Items, Shown, View};
 use crate::{ConflictMode, Tenant, ledger};
 
 named_enum! {
@@ -61,6 +62,42 @@ const LINE_ITEMS: Field = Field::required(
 
 /// The fields of an order record.
 pub const FIELDS: &[Field] = &[DOCUMENT_TYPE, ACCOUNT, ORDER_DATE, NOTES, LINE_ITEMS];
+
+/// What a read of an order shows.
+pub const VIEW: View = View::record(
+    "order",
+    &[
+        Shown::sql("order_number", "r.order_number", Form::Text)
+            .about("Assigned per document type: QUO-, SO-, INV-, RMA-, PO-."),
+        Shown::sql(
+            "document_type",
+            "r.document_type",
+            Form::Enum(DocumentType::NAMES),
+        ),
+        Shown::sql("account_id", "r.account_id", Form::Uuid),
+        Shown::sql("order_date", "r.order_date", Form::Date),
+        Shown::sql("notes", "r.notes", Form::Text).or_null(),
+        Shown::sql("subtotal", "r.subtotal", Form::Decimal).about("Computed."),
+        Shown::sql("order_total", "r.order_total", Form::Decimal).about("Computed."),
+        Shown::sql("balance_due", "r.balance_due", Form::Decimal)
+            .about("Computed: the total, 0 for quotes and returns."),
+        Shown::items(
+            "line_items",
+            Items {
+                from: "order_lines l",
+                filter: "l.order_id = r.id",
+                order_by: "l.position",
+                of: &[
+                    Shown::sql("product_id", "l.product_id", Form::Uuid),
+                    Shown::sql("quantity", "l.quantity", Form::Integer),
+                    Shown::sql("sell_rate", "l.sell_rate", Form::Decimal),
+                    Shown::sql("line_total", "l.line_total", Form::Decimal).about("Computed."),
+                ],
+            },
+        )
+        .about("In order."),
+    ],
+);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderInput {

@@ -31,6 +31,7 @@ use crate::orders::cents;
 use crate::plan::{Plan, Settled, column, decide_in_order};
 use crate::refs::{self, GlIndex, GlRef, RefField, RefIndex, parse_gl_ref, parse_ref};
 use crate::spec::{Field, Kind};
+use crate::view::{Form, Items, Shown, View};
 use crate::{ConflictMode, Tenant, ledger, new_id};
 
 const ITEMS_MAX: usize = 1000;
@@ -86,6 +87,45 @@ pub const BILL_FIELDS: &[Field] = &[
     ITEMS,
 ];
 
+/// What a read of a vendor bill shows.
+pub const BILL_VIEW: View = View::record(
+    "vendor_bill",
+    &[
+        Shown::sql("bill_number", "r.bill_number", Form::Text).about("Assigned: BILL-00001."),
+        Shown::sql("vendor_id", "r.vendor_id", Form::Uuid),
+        Shown::sql("bill_date", "r.bill_date", Form::Date),
+        Shown::sql("due_date", "r.due_date", Form::Date).or_null(),
+        Shown::sql(
+            "vendor_invoice_number",
+            "r.vendor_invoice_number",
+            Form::Text,
+        )
+        .or_null(),
+        Shown::sql("notes", "r.notes", Form::Text).or_null(),
+        Shown::sql("bill_total", "r.bill_total", Form::Decimal).about("Computed."),
+        Shown::sql("amount_paid", "r.amount_paid", Form::Decimal).about("Computed."),
+        Shown::sql("balance_due", "r.balance_due", Form::Decimal).about("Computed."),
+        Shown::items(
+            "items",
+            Items {
+                from: "vendor_bill_items i join gl_accounts g on g.id = i.gl_account_id",
+                filter: "i.bill_id = r.id",
+                order_by: "i.position",
+                of: &[
+                    Shown::sql("description", "i.description", Form::Text).or_null(),
+                    Shown::sql("quantity", "i.quantity", Form::Decimal),
+                    Shown::sql("unit_cost", "i.unit_cost", Form::Decimal).or_null(),
+                    Shown::sql("amount", "i.amount", Form::Decimal),
+                    Shown::sql("product_id", "i.product_id", Form::Uuid).or_null(),
+                    Shown::sql("gl_account_id", "i.gl_account_id", Form::Uuid),
+                    Shown::sql("gl_account_number", "g.account_number", Form::Text),
+                ],
+            },
+        )
+        .about("In order."),
+    ],
+);
+
 const PAYMENT_DATE: Field = Field::required("payment_date", Kind::Date, "Payment date.");
 const AMOUNT: Field = Field::required("amount", Kind::Positive, "");
 const METHOD: Field = Field::required(
@@ -118,6 +158,40 @@ pub const PAYMENT_FIELDS: &[Field] = &[
     REFERENCE,
     APPLICATIONS,
 ];
+
+/// What a read of an AP payment shows.
+pub const PAYMENT_VIEW: View = View::record(
+    "ap_payment",
+    &[
+        Shown::sql("payment_number", "r.payment_number", Form::Text).about("Assigned: PAY-00001."),
+        Shown::sql("vendor_id", "r.vendor_id", Form::Uuid),
+        Shown::sql("payment_date", "r.payment_date", Form::Date),
+        Shown::sql("amount", "r.amount", Form::Decimal),
+        Shown::sql("method", "r.method", Form::Enum(PaymentMethod::NAMES)),
+        Shown::sql("reference", "r.reference", Form::Text).or_null(),
+        Shown::sql(
+            "amount_applied",
+            "coalesce((select sum(a.amount) from ap_payment_applications a \
+             where a.payment_id = r.id), 0)",
+            Form::Decimal,
+        )
+        .about("Computed."),
+        Shown::items(
+            "applications",
+            Items {
+                from: "ap_payment_applications a join vendor_bills b on b.id = a.bill_id",
+                filter: "a.payment_id = r.id",
+                order_by: "a.position",
+                of: &[
+                    Shown::sql("bill_id", "a.bill_id", Form::Uuid),
+                    Shown::sql("bill_number", "b.bill_number", Form::Text),
+                    Shown::sql("amount", "a.amount", Form::Decimal),
+                ],
+            },
+        )
+        .about("In order."),
+    ],
+);
 
 named_enum! {
     pub enum PaymentMethod {

@@ -22,6 +22,7 @@ use crate::named::{Named, named_enum};
 use crate::plan::decide_in_order;
 use crate::refs::{RefField, RefIndex, parse_ref};
 use crate::spec::{Field, Kind};
+use crate::view::{Form, Items, Shown, View};
 use crate::{ConflictMode, Tenant, new_id};
 
 /// Components or variants one product may list.
@@ -75,6 +76,56 @@ pub const FIELDS: &[Field] = &[
     COMPONENTS,
     VARIANTS,
 ];
+
+/// What a read of a product shows; its variants are shown in it, not as
+/// records of their own.
+pub const VIEW: View = View::record(
+    "product",
+    &[
+        Shown::sql("title", "r.title", Form::Text),
+        Shown::sql(
+            "product_type",
+            "r.product_type",
+            Form::Enum(ProductType::NAMES),
+        ),
+        Shown::sql("sku", "r.sku", Form::Text).or_null(),
+        Shown::sql("description", "r.description", Form::Text).or_null(),
+        Shown::sql("list_price", "r.list_price", Form::Decimal).or_null(),
+        Shown::sql("cost", "r.cost", Form::Decimal).or_null(),
+        Shown::items(
+            "components",
+            Items {
+                from: "product_components c",
+                filter: "c.product_id = r.id",
+                order_by: "c.position",
+                of: &[
+                    Shown::sql("product_id", "c.component_product_id", Form::Uuid),
+                    Shown::sql("quantity", "c.quantity", Form::Decimal),
+                ],
+            },
+        )
+        .about("Kits and boxes: the products it is made of, in order."),
+        Shown::items(
+            "variants",
+            Items {
+                from: "products v",
+                filter: "v.parent_product_id = r.id",
+                order_by: "v.created_at, v.id",
+                of: &[
+                    Shown::sql("id", "v.id", Form::Uuid),
+                    Shown::sql("title", "v.title", Form::Text),
+                    Shown::sql("sku", "v.sku", Form::Text).or_null(),
+                    Shown::sql(
+                        "product_type",
+                        "v.product_type",
+                        Form::Enum(VariantType::NAMES),
+                    ),
+                ],
+            },
+        )
+        .about("Variant parents: the variants, oldest first."),
+    ],
+);
 
 pub const DUPLICATE_SKU: &str = "duplicate_sku";
 

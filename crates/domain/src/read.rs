@@ -1,7 +1,11 @@
 //! Reading records back: each resource (and the chart of accounts) as the API
 //! shows it, with amounts, computed totals, assigned numbers, children and
 //! provenance. The objects are built by Postgres (`jsonb_build_object`), so a
-//! page of orders with their lines is one query.
+//! page of orders with their lines is one query; the SQL that builds them is
+//! written from each one's view (`domain::view`), which the OpenAPI document
+//! is built from too.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -9,7 +13,8 @@ use sqlx::PgPool;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::{Resource, Tenant};
+use crate::view::{Form, Shown, Shows, View};
+use crate::{Resource, Tenant, accounts, journal, ledger, orders, payables, products};
 
 /// What can be listed and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +24,13 @@ pub enum Readable {
 }
 
 impl Readable {
+    fn all() -> impl Iterator<Item = Readable> {
+        Resource::ALL
+            .into_iter()
+            .map(Readable::Resource)
+            .chain([Readable::GlAccounts])
+    }
+
     fn table(self) -> &'static str {
         match self {
             Readable::Resource(Resource::Accounts) => "accounts",
@@ -31,9 +43,22 @@ impl Readable {
         }
     }
 
+    /// What a read of it shows.
+    pub fn view(self) -> &'static View {
+        match self {
+            Readable::Resource(Resource::Accounts) => &accounts::VIEW,
+            Readable::Resource(Resource::Products) => &products::VIEW,
+            Readable::Resource(Resource::Orders) => &orders::VIEW,
+            Readable::Resource(Resource::JournalEntries) => &journal::VIEW,
+            Readable::Resource(Resource::VendorBills) => &payables::BILL_VIEW,
+            Readable::Resource(Resource::ApPayments) => &payables::PAYMENT_VIEW,
+            Readable::GlAccounts => &ledger::GL_ACCOUNT_VIEW,
+        }
+    }
+
     /// Whether the rows carry provenance (and can be filtered by it).
     pub fn has_provenance(self) -> bool {
-        !matches!(self, Readable::GlAccounts)
+        self.view().record
     }
 
     /// Rows that are not records of their own: a variant is shown in its
@@ -45,137 +70,50 @@ impl Readable {
         }
     }
 
-    /// The JSON object of a row `r`.
+    /// The JSON object of a row `r`, built from its view once per process.
     fn object(self) -> &'static str {
-        match self {
-            Readable::Resource(Resource::Accounts) => ACCOUNT,
-            Readable::Resource(Resource::Products) => PRODUCT,
-            Readable::Resource(Resource::Orders) => ORDER,
-            Readable::Resource(Resource::JournalEntries) => JOURNAL_ENTRY,
-            Readable::Resource(Resource::VendorBills) => VENDOR_BILL,
-            Readable::Resource(Resource::ApPayments) => AP_PAYMENT,
-            Readable::GlAccounts => GL_ACCOUNT,
-        }
+        static OBJECTS: LazyLock<Vec<(Readable, String)>> = LazyLock::new(|| {
+            Readable::all()
+                .map(|what| (what, object_sql(&what.view().properties())))
+                .collect()
+        });
+        OBJECTS
+            .iter()
+            .find(|(what, _)| *what == self)
+            .map(|(_, object)| object.as_str())
+            .expect("every readable's object is built")
     }
 }
 
-/// Timestamps as the API shows them: RFC 3339, UTC, to the second.
-macro_rules! ts {
-    ($col:literal) => {
-        concat!(
-            "to_char(",
-            $col,
-            " at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-        )
-    };
+/// A property's SQL, rendered as the API shows it.
+fn value_sql(shown: &Shown) -> String {
+    match shown.shows {
+        Shows::Sql(sql, Form::Decimal) => format!("trim_scale({sql})"),
+        // RFC 3339, UTC, to the second.
+        Shows::Sql(sql, Form::Timestamp) => {
+            format!("to_char({sql} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+        }
+        Shows::Sql(sql, _) => sql.to_owned(),
+        Shows::Const(value) => format!("'{value}'"),
+        Shows::Items(items) => format!(
+            "coalesce((select jsonb_agg({} order by {}) from {} where {}), '[]'::jsonb)",
+            object_sql(items.of),
+            items.order_by,
+            items.from,
+            items.filter
+        ),
+    }
 }
 
-/// Provenance and timestamps, common to every record.
-macro_rules! record_tail {
-    () => {
-        concat!(
-            "'external_source', r.external_source, 'external_id', r.external_id, ",
-            "'created_at', ",
-            ts!("r.created_at"),
-            ", 'updated_at', ",
-            ts!("r.updated_at")
-        )
-    };
+/// The `jsonb_build_object` of `properties` (at most 50: Postgres passes a
+/// function at most 100 arguments).
+fn object_sql(properties: &[Shown]) -> String {
+    let pairs: Vec<String> = properties
+        .iter()
+        .map(|shown| format!("'{}', {}", shown.name, value_sql(shown)))
+        .collect();
+    format!("jsonb_build_object({})", pairs.join(", "))
 }
-
-const ACCOUNT: &str = concat!(
-    "jsonb_build_object('id', r.id, 'object', 'account', 'account_number', r.account_number, ",
-    "'name', r.name, 'account_type', r.account_type, 'email', r.email, 'phone', r.phone, ",
-    "'credit_limit', trim_scale(r.credit_limit), ",
-    "'addresses', coalesce((select jsonb_agg(jsonb_build_object('type', a.address_type, ",
-    "'line1', a.line1, 'line2', a.line2, 'city', a.city, 'state', a.state, 'zip', a.zip, ",
-    "'country', a.country, 'is_default_billing', a.is_default_billing, ",
-    "'is_default_shipping', a.is_default_shipping) order by a.position) ",
-    "from account_addresses a where a.account_id = r.id), '[]'::jsonb), ",
-    record_tail!(),
-    ")"
-);
-
-const PRODUCT: &str = concat!(
-    "jsonb_build_object('id', r.id, 'object', 'product', 'title', r.title, ",
-    "'product_type', r.product_type, 'sku', r.sku, 'description', r.description, ",
-    "'list_price', trim_scale(r.list_price), 'cost', trim_scale(r.cost), ",
-    "'components', coalesce((select jsonb_agg(jsonb_build_object('product_id', ",
-    "c.component_product_id, 'quantity', trim_scale(c.quantity)) order by c.position) ",
-    "from product_components c where c.product_id = r.id), '[]'::jsonb), ",
-    "'variants', coalesce((select jsonb_agg(jsonb_build_object('id', v.id, 'title', v.title, ",
-    "'sku', v.sku, 'product_type', v.product_type) order by v.created_at, v.id) ",
-    "from products v where v.parent_product_id = r.id), '[]'::jsonb), ",
-    record_tail!(),
-    ")"
-);
-
-const ORDER: &str = concat!(
-    "jsonb_build_object('id', r.id, 'object', 'order', 'order_number', r.order_number, ",
-    "'document_type', r.document_type, 'account_id', r.account_id, 'order_date', r.order_date, ",
-    "'notes', r.notes, 'subtotal', trim_scale(r.subtotal), ",
-    "'order_total', trim_scale(r.order_total), 'balance_due', trim_scale(r.balance_due), ",
-    "'line_items', coalesce((select jsonb_agg(jsonb_build_object('product_id', l.product_id, ",
-    "'quantity', l.quantity, 'sell_rate', trim_scale(l.sell_rate), ",
-    "'line_total', trim_scale(l.line_total)) order by l.position) ",
-    "from order_lines l where l.order_id = r.id), '[]'::jsonb), ",
-    record_tail!(),
-    ")"
-);
-
-const JOURNAL_ENTRY: &str = concat!(
-    "jsonb_build_object('id', r.id, 'object', 'journal_entry', 'entry_number', r.entry_number, ",
-    "'entry_date', r.entry_date, 'description', r.description, ",
-    "'bypassed_period_check', r.bypassed_period_check, ",
-    "'total_debits', (select trim_scale(sum(l.debit_amount)) from journal_lines l where l.entry_id = r.id), ",
-    "'total_credits', (select trim_scale(sum(l.credit_amount)) from journal_lines l where l.entry_id = r.id), ",
-    "'lines', coalesce((select jsonb_agg(jsonb_build_object('gl_account_id', l.gl_account_id, ",
-    "'gl_account_number', g.account_number, 'debit_amount', trim_scale(l.debit_amount), ",
-    "'credit_amount', trim_scale(l.credit_amount), 'description', l.description) ",
-    "order by l.position) from journal_lines l join gl_accounts g on g.id = l.gl_account_id ",
-    "where l.entry_id = r.id), '[]'::jsonb), ",
-    record_tail!(),
-    ")"
-);
-
-const VENDOR_BILL: &str = concat!(
-    "jsonb_build_object('id', r.id, 'object', 'vendor_bill', 'bill_number', r.bill_number, ",
-    "'vendor_id', r.vendor_id, 'bill_date', r.bill_date, 'due_date', r.due_date, ",
-    "'vendor_invoice_number', r.vendor_invoice_number, 'notes', r.notes, ",
-    "'bill_total', trim_scale(r.bill_total), 'amount_paid', trim_scale(r.amount_paid), ",
-    "'balance_due', trim_scale(r.balance_due), ",
-    "'items', coalesce((select jsonb_agg(jsonb_build_object('description', i.description, ",
-    "'quantity', trim_scale(i.quantity), 'unit_cost', trim_scale(i.unit_cost), ",
-    "'amount', trim_scale(i.amount), 'product_id', i.product_id, ",
-    "'gl_account_id', i.gl_account_id, 'gl_account_number', g.account_number) ",
-    "order by i.position) from vendor_bill_items i join gl_accounts g on g.id = i.gl_account_id ",
-    "where i.bill_id = r.id), '[]'::jsonb), ",
-    record_tail!(),
-    ")"
-);
-
-const AP_PAYMENT: &str = concat!(
-    "jsonb_build_object('id', r.id, 'object', 'ap_payment', 'payment_number', r.payment_number, ",
-    "'vendor_id', r.vendor_id, 'payment_date', r.payment_date, 'amount', trim_scale(r.amount), ",
-    "'method', r.method, 'reference', r.reference, ",
-    "'amount_applied', coalesce((select trim_scale(sum(a.amount)) from ap_payment_applications a ",
-    "where a.payment_id = r.id), 0), ",
-    "'applications', coalesce((select jsonb_agg(jsonb_build_object('bill_id', a.bill_id, ",
-    "'bill_number', b.bill_number, 'amount', trim_scale(a.amount)) order by a.position) ",
-    "from ap_payment_applications a join vendor_bills b on b.id = a.bill_id ",
-    "where a.payment_id = r.id), '[]'::jsonb), ",
-    record_tail!(),
-    ")"
-);
-
-const GL_ACCOUNT: &str = concat!(
-    "jsonb_build_object('id', r.id, 'object', 'gl_account', 'account_number', r.account_number, ",
-    "'name', r.name, 'account_type', r.account_type, 'normal_balance', r.normal_balance, ",
-    "'parent_id', r.parent_id, 'is_header', r.is_header, 'is_active', r.is_active, ",
-    "'created_at', ",
-    ts!("r.created_at"),
-    ")"
-);
 
 /// One record of the tenant, or `None`.
 pub async fn get(
@@ -298,4 +236,41 @@ pub async fn list(
         has_more,
         total_count,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Every object a view describes, its items' included.
+    fn objects(properties: &[Shown], found: &mut Vec<Vec<Shown>>) {
+        for shown in properties {
+            if let Shows::Items(items) = shown.shows {
+                objects(items.of, found);
+            }
+        }
+        found.push(properties.to_vec());
+    }
+
+    #[test]
+    fn every_view_is_an_object_postgres_can_build() {
+        for what in Readable::all() {
+            let view = what.view();
+            assert!(
+                view.object
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{what:?}: the object is an SQL literal"
+            );
+            let mut found = Vec::new();
+            objects(&view.properties(), &mut found);
+            for properties in found {
+                let names: HashSet<&str> = properties.iter().map(|p| p.name).collect();
+                assert_eq!(names.len(), properties.len(), "{what:?}: a name twice");
+                assert!(properties.len() <= 50, "{what:?}: too many properties");
+            }
+        }
+    }
 }

@@ -479,9 +479,7 @@ async fn the_console_explains_a_wrong_key_and_a_missing_scope() {
     browser.wait_displayed("#nav", "the signed-in views").await;
     browser.click(r#"#nav a[data-view="reconciliation"]"#).await;
     for view in ["#tb-error", "#counts-error"] {
-        let error = browser
-            .wait_text(view, "the 403", |t| !t.is_empty())
-            .await;
+        let error = browser.wait_text(view, "the 403", |t| !t.is_empty()).await;
         assert!(error.contains("403"), "{view}: {error}");
         assert!(error.contains("insufficient_scope"), "{view}: {error}");
         assert!(error.contains("accounting:read"), "{view}: {error}");

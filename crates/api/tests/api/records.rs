@@ -1,10 +1,14 @@
 //! Reading records back, and creating one record at a time through the same
 //! canonical handlers as the import.
 
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
-use crate::helpers::{bulk, products, spawn_app};
+use crate::helpers::{TestApp, bulk, products, spawn_app};
 
 #[tokio::test]
 async fn records_are_listed_newest_first_with_filters_paging_and_counts() {
@@ -221,4 +225,180 @@ async fn one_record_is_created_through_the_canonical_handler() {
         .await
         .expect("sent");
     assert_eq!(response.status(), 403);
+}
+
+/// Records of every resource, each with the children it can have: an account
+/// with an address, a kit with a component, a product with a variant, an
+/// order with a line, a journal entry with lines, a bill with an item and a
+/// payment applied to it.
+async fn one_of_each(app: &TestApp) {
+    let records = [
+        (
+            "accounts",
+            vec![
+                json!({"external_id": "C-1", "name": "Acme", "account_type": "business",
+                       "email": "ap@acme.test", "credit_limit": 5000.5,
+                       "addresses": [{"type": "billing", "line1": "1 Main St", "is_default_billing": true}]}),
+                json!({"external_id": "V-1", "name": "Paper Supply Co", "account_type": "vendor"}),
+            ],
+        ),
+        (
+            "products",
+            vec![
+                json!({"external_id": "P-1", "title": "Mug", "product_type": "physical",
+                       "sku": "MUG", "list_price": 5, "cost": 2.25}),
+                json!({"external_id": "K-1", "title": "Gift box", "product_type": "kit",
+                       "components": [{"product_external_id": "P-1", "quantity": 2.5}]}),
+                json!({"external_id": "T-1", "title": "Shirt", "product_type": "variant_parent",
+                       "variants": [{"title": "Shirt S", "sku": "SHIRT-S", "product_type": "physical"}]}),
+            ],
+        ),
+        (
+            "orders",
+            vec![
+                json!({"external_id": "O-1", "account_external_id": "C-1", "order_date": "2026-01-15",
+                       "line_items": [{"product_external_id": "P-1", "quantity": 3}]}),
+            ],
+        ),
+        (
+            "journal-entries",
+            vec![json!({"external_id": "JE-1", "entry_date": "2026-01-15",
+                       "lines": [{"gl_account_number": "6010", "debit_amount": 10},
+                                 {"gl_account_number": "1010", "credit_amount": 10, "description": "Rent"}]})],
+        ),
+        (
+            "vendor-bills",
+            vec![
+                json!({"external_id": "B-1", "vendor_external_id": "V-1", "bill_date": "2026-01-10",
+                       "items": [{"description": "Paper", "quantity": 2, "unit_cost": 10.25,
+                                  "product_external_id": "P-1", "gl_account_number": "6030"}]}),
+            ],
+        ),
+        (
+            "ap-payments",
+            vec![
+                json!({"external_id": "PAY-1", "vendor_external_id": "V-1", "payment_date": "2026-01-20",
+                       "amount": 20.5, "method": "ach",
+                       "applications": [{"bill_external_id": "B-1", "amount": 20.5}]}),
+            ],
+        ),
+    ];
+    for (resource, records) in records {
+        let job = app.import_to(resource, &bulk(records, "skip")).await;
+        assert_eq!(job["status"], "completed", "{resource}: {job}");
+    }
+}
+
+/// Holds `value` to `schema`: its JSON type is one the schema allows (in its
+/// `enum` and `format` if it has them), an object's keys are exactly the
+/// schema's properties with every required one among them, and so on down
+/// into the items of arrays. Notes in `filled` the arrays it found items in.
+fn conforms(value: &Value, schema: &Value, at: &str, filled: &mut BTreeSet<String>) {
+    let allowed: Vec<&str> = match &schema["type"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        other => panic!("{at}: the schema has no type ({other})"),
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    // An integer is a number too.
+    assert!(
+        allowed.contains(&kind) || (kind == "integer" && allowed.contains(&"number")),
+        "{at}: {value} is not of the types {allowed:?}"
+    );
+    if let Some(names) = schema.get("enum") {
+        let names = names.as_array().expect("an enum is an array");
+        assert!(
+            names.contains(value),
+            "{at}: {value} is not one of {names:?}"
+        );
+    }
+    if let (Value::String(text), Some(format)) = (value, schema["format"].as_str()) {
+        let valid = match format {
+            "uuid" => Uuid::parse_str(text).is_ok(),
+            "date" => NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok(),
+            "date-time" => DateTime::parse_from_rfc3339(text).is_ok(),
+            other => panic!("{at}: the format {other} is not checked here"),
+        };
+        assert!(valid, "{at}: {text} is not a {format}");
+    }
+    match value {
+        Value::Object(fields) => {
+            let properties = schema["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: the schema has no properties"));
+            let read: BTreeSet<&String> = fields.keys().collect();
+            let documented: BTreeSet<&String> = properties.keys().collect();
+            assert_eq!(
+                read, documented,
+                "{at}: the keys read are the documented ones"
+            );
+            for name in schema["required"].as_array().expect("required") {
+                let name = name.as_str().expect("a required name");
+                assert!(fields.contains_key(name), "{at}.{name} is required");
+            }
+            for (name, field) in fields {
+                conforms(field, &properties[name], &format!("{at}.{name}"), filled);
+            }
+        }
+        Value::Array(items) => {
+            if !items.is_empty() {
+                filled.insert(at.to_owned());
+            }
+            for item in items {
+                conforms(item, &schema["items"], &format!("{at}[]"), filled);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn what_the_reads_return_is_what_the_document_says() {
+    let app = spawn_app().await;
+    one_of_each(&app).await;
+    let document: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("the document");
+    let schemas = &document["components"]["schemas"];
+
+    let mut filled = BTreeSet::new();
+    for (path, name) in [
+        ("accounts", "Account"),
+        ("products", "Product"),
+        ("orders", "Order"),
+        ("journal-entries", "JournalEntry"),
+        ("vendor-bills", "VendorBill"),
+        ("ap-payments", "ApPayment"),
+        ("gl-accounts", "GlAccount"),
+    ] {
+        let (status, page) = app.get_entity(&format!("{path}?limit=100")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let read = page["data"].as_array().expect("data");
+        assert!(!read.is_empty(), "{path}: nothing to check");
+        for object in read {
+            conforms(object, &schemas[name], name, &mut filled);
+        }
+        // Every array was checked down into an item.
+        let properties = schemas[name]["properties"].as_object().expect("properties");
+        for (property, schema) in properties {
+            if schema["type"] == "array" {
+                let at = format!("{name}.{property}");
+                assert!(filled.contains(&at), "{at}: no item was read");
+            }
+        }
+    }
 }
