@@ -99,6 +99,16 @@ fn described(mut schema: Value, about: &str) -> Value {
     schema
 }
 
+/// A name and its aliases, as prose: `gl_account_id (or account_id)`.
+fn with_aliases(keys: &[String]) -> String {
+    match keys {
+        [name, aliases @ ..] if !aliases.is_empty() => {
+            format!("{name} (or {})", aliases.join(", "))
+        }
+        _ => keys.join(""),
+    }
+}
+
 /// The object schema of the fields a record (or an item of one) declares:
 /// built from the declarations the parser reads them by (`domain::spec`).
 fn fields_schema(fields: &[Field]) -> Value {
@@ -106,6 +116,21 @@ fn fields_schema(fields: &[Field]) -> Value {
     let mut properties = Map::new();
     let mut rules = Vec::new();
     for field in fields {
+        // The keys a name may be given by: itself, then its aliases.
+        let keys = |name: &str| -> Vec<String> {
+            std::iter::once(name.to_owned())
+                .chain(
+                    field
+                        .aliases
+                        .iter()
+                        .filter(|(_, target)| *target == name)
+                        .map(|(alias, _)| (*alias).to_owned()),
+                )
+                .collect()
+        };
+        for (alias, name) in field.aliases {
+            rules.push(json!({"not": {"required": [alias, name]}}));
+        }
         let pair = match field.kind {
             Kind::Reference => Some((
                 kind_schema(Kind::Text {
@@ -125,36 +150,65 @@ fn fields_schema(fields: &[Field]) -> Value {
             Some((other, by_other)) => {
                 let [id, other_name] =
                     <[String; 2]>::try_from(field.names()).expect("a reference has two names");
+                let (ids, others) = (keys(&id), keys(&other_name));
                 let how_many = if field.required {
                     "exactly one"
                 } else {
                     "at most one"
                 };
                 let about = format!(
-                    "{} By id or by {by_other}: {how_many} of {id} and {other_name}.",
-                    field.about
+                    "{} By id or by {by_other}: {how_many} of {} and {}.",
+                    field.about,
+                    with_aliases(&ids),
+                    with_aliases(&others),
                 );
                 let about = about.trim_start();
                 // Never both; one when required.
-                rules.push(json!({"not": {"required": [id, other_name]}}));
-                if field.required {
-                    rules.push(json!({"anyOf": [{"required": [id]}, {"required": [other_name]}]}));
+                for by_id in &ids {
+                    for by_other in &others {
+                        rules.push(json!({"not": {"required": [by_id, by_other]}}));
+                    }
                 }
-                properties.insert(
-                    id.clone(),
-                    described(json!({"type": "string", "format": "uuid"}), about),
-                );
-                properties.insert(other_name, described(other, about));
+                if field.required {
+                    let any: Vec<Value> = ids
+                        .iter()
+                        .chain(&others)
+                        .map(|key| json!({"required": [key]}))
+                        .collect();
+                    rules.push(json!({"anyOf": any}));
+                }
+                for key in ids {
+                    properties.insert(
+                        key,
+                        described(json!({"type": "string", "format": "uuid"}), about),
+                    );
+                }
+                for key in others {
+                    properties.insert(key, described(other.clone(), about));
+                }
             }
             None => {
+                let names = keys(field.name);
                 let schema = kind_schema(field.kind);
-                let schema = if field.required {
+                let schema = if !field.required {
+                    nullable(schema)
+                } else if names.len() == 1 {
                     required.push(field.name);
                     schema
                 } else {
-                    nullable(schema)
+                    let any: Vec<Value> =
+                        names.iter().map(|key| json!({"required": [key]})).collect();
+                    rules.push(json!({"anyOf": any}));
+                    schema
                 };
-                properties.insert(field.name.to_owned(), described(schema, field.about));
+                for key in names {
+                    let about = if key == field.name {
+                        field.about.to_owned()
+                    } else {
+                        format!("The same field as {}: give one of the two.", field.name)
+                    };
+                    properties.insert(key, described(schema.clone(), &about));
+                }
             }
         }
     }
@@ -1087,6 +1141,16 @@ mod tests {
         let properties = schema["properties"].as_object().expect("properties");
         let mut declared = Vec::new();
         for field in fields {
+            for (alias, name) in field.aliases {
+                assert_eq!(
+                    properties.get(*alias).map(|p| p["type"].clone()),
+                    properties.get(*name).map(|p| p["type"].clone()),
+                    "{at}{alias} is documented as {name} is"
+                );
+                declared.push((*alias).to_owned());
+                let rules = schema["allOf"].to_string();
+                assert!(rules.contains(alias), "{at}{alias}: one of the two");
+            }
             for name in field.names() {
                 let property = &properties
                     .get(&name)
@@ -1129,7 +1193,12 @@ mod tests {
                     .expect("required")
                     .contains(&json!(name));
                 let pair = matches!(field.kind, Kind::Reference | Kind::GlAccount);
-                assert_eq!(required, field.required && !pair, "{at}{name} required");
+                let aliased = field.aliases.iter().any(|(_, target)| *target == name);
+                assert_eq!(
+                    required,
+                    field.required && !pair && !aliased,
+                    "{at}{name} required"
+                );
             }
         }
         for name in properties.keys() {

@@ -45,11 +45,17 @@ const PHONE: Field = Field::optional("phone", Kind::Text { max: 50 }, "");
 const CREDIT_LIMIT: Field = Field::optional("credit_limit", Kind::Money, "Credit limit.");
 const ADDRESS_TYPE: Field =
     Field::required("type", Kind::Enum(AddressType::NAMES), "Address type.");
-const LINE1: Field = Field::optional("line1", Kind::Text { max: 200 }, "");
-const LINE2: Field = Field::optional("line2", Kind::Text { max: 200 }, "");
+// The vendor's address pages name the lines street1 and street2, the state
+// region and the zip postal_code.
+const LINE1: Field =
+    Field::optional("line1", Kind::Text { max: 200 }, "").aliased(&[("street1", "line1")]);
+const LINE2: Field =
+    Field::optional("line2", Kind::Text { max: 200 }, "").aliased(&[("street2", "line2")]);
 const CITY: Field = Field::optional("city", Kind::Text { max: 100 }, "");
-const STATE: Field = Field::optional("state", Kind::Text { max: 100 }, "");
-const ZIP: Field = Field::optional("zip", Kind::Text { max: 20 }, "");
+const STATE: Field =
+    Field::optional("state", Kind::Text { max: 100 }, "").aliased(&[("region", "state")]);
+const ZIP: Field =
+    Field::optional("zip", Kind::Text { max: 20 }, "").aliased(&[("postal_code", "zip")]);
 const COUNTRY: Field = Field::optional("country", Kind::Text { max: 100 }, "");
 const DEFAULT_BILLING: Field =
     Field::optional("is_default_billing", Kind::Bool, "At most one per account.");

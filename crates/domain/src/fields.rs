@@ -33,26 +33,59 @@ impl<'a> Fields<'a> {
 
     /// `what` names the object in the error (`record`, `components[0]`).
     fn of(value: &'a Value, what: &str, spec: &'static [Field]) -> Result<Self, RecordError> {
-        match value {
-            Value::Object(obj) => Ok(Self { obj, spec }),
-            other => Err(RecordError::new(
+        let Value::Object(obj) = value else {
+            return Err(RecordError::new(
                 INVALID,
-                format!("{what} must be a JSON object, got {}", kind(other)),
-            )),
+                format!("{what} must be a JSON object, got {}", kind(value)),
+            ));
+        };
+        let fields = Self { obj, spec };
+        if let Some((alias, name)) = fields
+            .aliases()
+            .find(|(alias, name)| fields.given(alias) && fields.given(name))
+        {
+            return Err(RecordError::at(
+                INVALID,
+                alias,
+                format!("{alias} and {name} are the same field; give one of them"),
+            ));
         }
+        Ok(fields)
+    }
+
+    /// The `(alias, name)` keys the object's fields may also be given by.
+    fn aliases(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.spec.iter().flat_map(|f| f.aliases.iter().copied())
+    }
+
+    fn given(&self, key: &str) -> bool {
+        self.obj.get(key).is_some_and(|v| !v.is_null())
+    }
+
+    /// The key the object gives `name` by: `name`, or its alias when only the
+    /// alias is there. Errors name this key, the one the client wrote.
+    pub(crate) fn key<'n>(&self, name: &'n str) -> &'n str {
+        if self.given(name) {
+            return name;
+        }
+        self.aliases()
+            .find(|(alias, target)| *target == name && self.given(alias))
+            .map_or(name, |(alias, _)| alias)
     }
 
     fn get(&self, name: &str) -> Option<&'a Value> {
-        self.obj.get(name).filter(|v| !v.is_null())
+        self.obj.get(self.key(name)).filter(|v| !v.is_null())
     }
 
     fn required_string_at(&self, name: &str, max: usize) -> Result<String, RecordError> {
+        let name = self.key(name);
         self.optional_string_at(name, max)?
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
     }
 
     /// A string that, when present, is not blank and at most `max` characters.
     fn optional_string_at(&self, name: &str, max: usize) -> Result<Option<String>, RecordError> {
+        let name = self.key(name);
         let Some(value) = self.get(name) else {
             return Ok(None);
         };
@@ -84,6 +117,7 @@ impl<'a> Fields<'a> {
 
     /// An exact non-negative amount with at most four decimal places.
     fn optional_money_at(&self, name: &str) -> Result<Option<Decimal>, RecordError> {
+        let name = self.key(name);
         let Some(amount) = self.optional_decimal(name)? else {
             return Ok(None);
         };
@@ -99,6 +133,7 @@ impl<'a> Fields<'a> {
 
     /// An exact amount greater than zero.
     fn required_positive_at(&self, name: &str) -> Result<Decimal, RecordError> {
+        let name = self.key(name);
         let amount = self
             .optional_decimal(name)?
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))?;
@@ -115,6 +150,7 @@ impl<'a> Fields<'a> {
     /// A JSON number (or a string holding one) read digit for digit, never
     /// through a float.
     fn optional_decimal(&self, name: &str) -> Result<Option<Decimal>, RecordError> {
+        let name = self.key(name);
         let Some(value) = self.get(name) else {
             return Ok(None);
         };
@@ -160,6 +196,7 @@ impl<'a> Fields<'a> {
     }
 
     pub(crate) fn required_uuid(&self, name: &str) -> Result<Uuid, RecordError> {
+        let name = self.key(name);
         let s = self.required_string_at(name, 64)?;
         Uuid::parse_str(&s).map_err(|_| {
             RecordError::at(INVALID, name, format!("{name} must be a UUID, got '{s}'"))
@@ -167,6 +204,7 @@ impl<'a> Fields<'a> {
     }
 
     pub(crate) fn optional_array(&self, name: &str) -> Result<Option<&'a [Value]>, RecordError> {
+        let name = self.key(name);
         match self.get(name) {
             None => Ok(None),
             Some(Value::Array(items)) => Ok(Some(items)),
@@ -182,11 +220,13 @@ impl<'a> Fields<'a> {
 impl Fields<'_> {
     /// A `YYYY-MM-DD` date.
     fn required_date_at(&self, name: &str) -> Result<NaiveDate, RecordError> {
+        let name = self.key(name);
         self.optional_date_at(name)?
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
     }
 
     fn optional_date_at(&self, name: &str) -> Result<Option<NaiveDate>, RecordError> {
+        let name = self.key(name);
         let Some(s) = self.optional_string_at(name, 32)? else {
             return Ok(None);
         };
@@ -202,6 +242,7 @@ impl Fields<'_> {
     }
 
     fn optional_bool_at(&self, name: &str) -> Result<Option<bool>, RecordError> {
+        let name = self.key(name);
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -215,6 +256,7 @@ impl Fields<'_> {
 
     /// A whole number of at least 1.
     fn required_count_at(&self, name: &str) -> Result<i32, RecordError> {
+        let name = self.key(name);
         let value = self
             .get(name)
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))?;
@@ -240,6 +282,7 @@ impl Fields<'_> {
         of: &'static [Field],
         parse: impl Fn(&Fields<'_>) -> Result<T, RecordError>,
     ) -> Result<Vec<T>, RecordError> {
+        let name = self.key(name);
         let items = self.optional_array(name)?.unwrap_or_default();
         if items.len() > max {
             return Err(RecordError::at(
@@ -267,10 +310,7 @@ impl Fields<'_> {
             .enumerate()
             .map(|(i, item)| {
                 let at = format!("{name}[{i}]");
-                let f = Fields::of(item, &at, of).map_err(|e| RecordError {
-                    param: Some(at.clone()),
-                    ..e
-                })?;
+                let f = Fields::of(item, &at, of).map_err(|e| e.nested(&at))?;
                 parse(&f).map_err(|e| e.nested(&at))
             })
             .collect()

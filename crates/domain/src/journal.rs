@@ -31,7 +31,8 @@ const BYPASS_PERIOD_CHECK: Field = Field::optional(
     Kind::Bool,
     "Post into a closed period; needs migration:write. Audited.",
 );
-const GL_ACCOUNT: Field = Field::required("gl_account", Kind::GlAccount, "The GL account.");
+const GL_ACCOUNT: Field = Field::required("gl_account", Kind::GlAccount, "The GL account.")
+    .aliased(&[("account_id", "gl_account_id")]);
 const ONE_SIDE: &str = "Exactly one of debit_amount and credit_amount is greater than 0.";
 const DEBIT: Field = Field::optional("debit_amount", Kind::Money, ONE_SIDE);
 const CREDIT: Field = Field::optional("credit_amount", Kind::Money, ONE_SIDE);

@@ -43,7 +43,10 @@ const DESCRIPTION: Field = Field::optional("description", Kind::Text { max: 10_0
 const LIST_PRICE: Field = Field::optional("list_price", Kind::Money, "List price.");
 const COST: Field = Field::optional("cost", Kind::Money, "Cost.");
 const COMPONENT_PRODUCT: Field =
-    Field::required("product", Kind::Reference, "The component product.");
+    Field::required("product", Kind::Reference, "The component product.").aliased(&[
+        ("component_product_id", "product_id"),
+        ("component_product_external_id", "product_external_id"),
+    ]);
 const COMPONENT_QUANTITY: Field = Field::required("quantity", Kind::Positive, "");
 const COMPONENTS: Field = Field::optional(
     "components",

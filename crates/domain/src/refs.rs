@@ -44,17 +44,20 @@ pub(crate) fn parse_ref(f: &Fields<'_>, field: &Field) -> Result<Option<RefField
     match (f.has_named(&id_field), f.has_named(&external_field)) {
         (true, false) => Ok(Some(RefField {
             reference: Ref::Id(f.required_uuid(&id_field)?),
-            field: id_field,
+            field: f.key(&id_field).to_owned(),
         })),
         (false, true) => Ok(Some(RefField {
             reference: Ref::External(f.required_string_named(&external_field, EXTERNAL_ID_MAX)?),
-            field: external_field,
+            field: f.key(&external_field).to_owned(),
         })),
-        (true, true) => Err(RecordError::at(
-            INVALID,
-            id_field.clone(),
-            format!("give either {id_field} or {external_field}, not both"),
-        )),
+        (true, true) => {
+            let (id_key, external_key) = (f.key(&id_field), f.key(&external_field));
+            Err(RecordError::at(
+                INVALID,
+                id_key,
+                format!("give either {id_key} or {external_key}, not both"),
+            ))
+        }
         (false, false) if required => Err(RecordError::at(
             MISSING,
             id_field.clone(),
@@ -239,16 +242,19 @@ pub(crate) fn parse_gl_ref(
     ) {
         (true, false) => Ok((
             GlRef::Id(f.required_uuid("gl_account_id")?),
-            "gl_account_id",
+            f.key("gl_account_id"),
         )),
         (false, true) => Ok((
             GlRef::Number(f.required_string_named("gl_account_number", GL_NUMBER_MAX)?),
-            "gl_account_number",
+            f.key("gl_account_number"),
         )),
         (true, true) => Err(RecordError::at(
             INVALID,
-            "gl_account_id",
-            "give either gl_account_id or gl_account_number, not both",
+            f.key("gl_account_id"),
+            format!(
+                "give either {} or gl_account_number, not both",
+                f.key("gl_account_id")
+            ),
         )),
         (false, false) => Err(RecordError::at(
             MISSING,

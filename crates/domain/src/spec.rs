@@ -14,6 +14,10 @@ pub struct Field {
     pub required: bool,
     /// What the OpenAPI document says of it, besides its limits.
     pub about: &'static str,
+    /// Other keys a record may give one of its names by, as `(alias, name)`:
+    /// the vendor's names where they differ from this service's
+    /// (`account_id` for `gl_account_id`). A record gives one or the other.
+    pub aliases: &'static [(&'static str, &'static str)],
 }
 
 /// What a field holds, with its limits.
@@ -69,6 +73,7 @@ impl Field {
             kind,
             required: false,
             about,
+            aliases: &[],
         }
     }
 
@@ -79,7 +84,13 @@ impl Field {
             kind,
             required: true,
             about,
+            aliases: &[],
         }
+    }
+
+    /// The same field, also given by these `(alias, name)` keys.
+    pub const fn aliased(self, aliases: &'static [(&'static str, &'static str)]) -> Self {
+        Self { aliases, ..self }
     }
 
     /// The names this field is given by in a record: its own, or the two of a

@@ -211,3 +211,142 @@ async fn authentication_page_scopes_can_be_issued() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// The id of the entity's GL account with this number.
+async fn gl_account_id(app: &crate::helpers::TestApp, number: &str) -> String {
+    let (status, page) = app.get_entity("gl-accounts?limit=100").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|account| account["account_number"] == number)
+        .and_then(|account| account["id"].as_str())
+        .unwrap_or_else(|| panic!("no GL account {number}"))
+        .to_owned()
+}
+
+/// accounting/create-a-manual-journal-entry and
+/// accounting/get-a-journal-entry-line: a line names its GL account as
+/// `account_id`, and an error about it names `lines[i].account_id`.
+#[tokio::test]
+async fn create_a_manual_journal_entry_page_lines_take_account_id() {
+    let app = spawn_app().await;
+    let rent = gl_account_id(&app, "6010").await;
+    let cash = gl_account_id(&app, "1010").await;
+    let path = format!("/v1/entities/{}/journal-entries", app.entity_id);
+    let (status, entry) = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&json!({
+                "entry_date": "2026-01-31",
+                "description": "January rent",
+                "lines": [
+                    {"account_id": rent, "debit_amount": 1500},
+                    {"account_id": cash, "credit_amount": 1500},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    assert_eq!(entry["lines"][0]["gl_account_id"], rent.as_str());
+    assert_eq!(entry["lines"][1]["gl_account_number"], "1010");
+
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&json!({
+                "entry_date": "2026-01-31",
+                "lines": [
+                    {"account_id": Uuid::now_v7(), "debit_amount": 5},
+                    {"account_id": cash, "credit_amount": 5},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["param"], "lines[0].account_id", "{error}");
+
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&json!({
+                "entry_date": "2026-01-31",
+                "lines": [
+                    {"account_id": rent, "gl_account_id": cash, "debit_amount": 5},
+                    {"account_id": cash, "credit_amount": 5},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"], "invalid_field", "{error}");
+    assert_eq!(error["param"], "lines[0].account_id", "{error}");
+}
+
+/// guides/creating-products-kits-variants: a kit's components name their
+/// product as `component_product_id`.
+#[tokio::test]
+async fn creating_products_kits_variants_guide_components_take_component_product_id() {
+    let app = spawn_app().await;
+    let path = format!("/v1/entities/{}/products", app.entity_id);
+    let (status, stone) = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&json!({"title": "Stone", "product_type": "physical", "sku": "STONE"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{stone}");
+    let (status, kit) = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&json!({
+                "title": "Riser Kit",
+                "sku": "RISER-KIT",
+                "product_type": "kit",
+                "components": [{"component_product_id": stone["id"], "quantity": 2}],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{kit}");
+    assert_eq!(kit["components"][0]["product_id"], stone["id"]);
+    assert_eq!(kit["components"][0]["quantity"], 2);
+}
+
+/// guides/creating-accounts-with-addresses: an address's lines may be
+/// `street1` and `street2`, its state `region` and its zip `postal_code`;
+/// none of them is dropped.
+#[tokio::test]
+async fn creating_accounts_with_addresses_guide_keeps_the_address_aliases() {
+    let app = spawn_app().await;
+    let (status, account) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/accounts", app.entity_id),
+            Some(&json!({
+                "name": "Acme Landscaping",
+                "account_type": "business",
+                "addresses": [{
+                    "type": "billing",
+                    "street1": "100 Main St",
+                    "street2": "Suite 4",
+                    "city": "Springfield",
+                    "region": "IL",
+                    "postal_code": "62701",
+                    "country": "US",
+                }],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let address = &account["addresses"][0];
+    assert_eq!(address["line1"], "100 Main St", "{account}");
+    assert_eq!(address["line2"], "Suite 4");
+    assert_eq!(address["state"], "IL");
+    assert_eq!(address["zip"], "62701");
+}

@@ -3,7 +3,7 @@
 //! declared field, nested ones included, is read by the parser (a value of
 //! the wrong type is refused at its path), a required one is required, and
 //! every declared limit (length, values, sign, range, item counts) is the
-//! parser's. The other half, that the parser reads no undeclared field, is
+//! parser's, and every alias is read in its name's place. The other half, that the parser reads no undeclared field, is
 //! checked by the parser itself in debug builds, as these tests run it.
 
 use domain::Resource;
@@ -139,6 +139,26 @@ impl Checker {
                 o.insert(name.clone(), json!({"not": "a value"}));
             });
             self.refused_at(&record, &at.path(&name), None, "a value of the wrong type");
+        }
+        // An alias is read as its name, and errors name the alias; never
+        // both at once.
+        for (alias, name) in field.aliases {
+            let record = self.with(base, at, |o| {
+                o.remove(*name);
+                o.insert((*alias).to_owned(), json!({"not": "a value"}));
+            });
+            self.refused_at(&record, &at.path(alias), None, "an alias of the wrong type");
+            let record = self.with(base, at, |o| {
+                let value = o.get(*name).cloned().unwrap_or(json!("x"));
+                o.insert((*name).to_owned(), value.clone());
+                o.insert((*alias).to_owned(), value);
+            });
+            self.refused_at(
+                &record,
+                &at.path(alias),
+                Some("invalid_field"),
+                "an alias beside its name",
+            );
         }
         // Required: its absence is refused at the field.
         if field.required {
