@@ -87,18 +87,9 @@ impl Principal {
 
     /// Whether the key may post journal entries into a closed period with
     /// `bypass_period_check`: only keys with `migration:write`, the keys that
-    /// load history, may.
+    /// load history, may (the vendor's `create-a-manual-journal-entry`).
     pub fn may_bypass_period_check(&self) -> bool {
         self.has("migration:write")
-    }
-
-    /// Fails with `insufficient_scope` unless the key carries `scope`.
-    pub fn require(&self, scope: &'static str) -> Result<(), AuthError> {
-        if self.has(scope) {
-            Ok(())
-        } else {
-            Err(AuthError::InsufficientScope(scope))
-        }
     }
 }
 
