@@ -324,7 +324,7 @@ fn list_of(item: &str) -> Value {
 fn schemas() -> Map<String, Value> {
     let mut schemas = Map::new();
     let job_error = object(
-        &["index", "external_id", "error", "code"],
+        &["index", "error", "code"],
         vec![
             (
                 "index",
@@ -332,7 +332,7 @@ fn schemas() -> Map<String, Value> {
             ),
             (
                 "external_id",
-                nullable_string("The record's external_id, if it had one."),
+                string("The record's external_id; absent when it had none."),
             ),
             ("error", string("What went wrong, for people.")),
             (

@@ -58,8 +58,15 @@ impl<'a> Fields<'a> {
         self.spec.iter().flat_map(|f| f.aliases.iter().copied())
     }
 
+    /// Whether the object gives `key` a value: null, an empty string and
+    /// one of spaces alone mean the field is absent, as exports write an
+    /// empty cell.
     fn given(&self, key: &str) -> bool {
-        self.obj.get(key).is_some_and(|v| !v.is_null())
+        self.obj.get(key).is_some_and(|v| match v {
+            Value::Null => false,
+            Value::String(s) => !s.trim().is_empty(),
+            _ => true,
+        })
     }
 
     /// The key the object gives `name` by: `name`, or its alias when only the
@@ -74,7 +81,8 @@ impl<'a> Fields<'a> {
     }
 
     fn get(&self, name: &str) -> Option<&'a Value> {
-        self.obj.get(self.key(name)).filter(|v| !v.is_null())
+        let key = self.key(name);
+        self.obj.get(key).filter(|_| self.given(key))
     }
 
     fn required_string_at(&self, name: &str, max: usize) -> Result<String, RecordError> {
@@ -83,7 +91,7 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
     }
 
-    /// A string that, when present, is not blank and at most `max` characters.
+    /// A string of at most `max` characters, trimmed; blank is absent.
     fn optional_string_at(&self, name: &str, max: usize) -> Result<Option<String>, RecordError> {
         let name = self.key(name);
         let Some(value) = self.get(name) else {
@@ -96,14 +104,8 @@ impl<'a> Fields<'a> {
                 format!("{name} must be a string, got {}", kind(value)),
             ));
         };
+        // Not blank: `get` takes a blank string for an absent field.
         let s = s.trim();
-        if s.is_empty() {
-            return Err(RecordError::at(
-                INVALID,
-                name,
-                format!("{name} must not be blank"),
-            ));
-        }
         let len = s.chars().count();
         if len > max {
             return Err(RecordError::at(
@@ -539,8 +541,9 @@ mod tests {
         assert_eq!(f.required_string_at("ok", 10).expect("ok"), "Mug");
         assert_eq!(
             f.required_string_at("blank", 10).expect_err("blank").code,
-            INVALID
+            MISSING
         );
+        assert_eq!(f.optional_string_at("blank", 10).expect("blank"), None);
         assert_eq!(
             f.required_string_at("long", 10).expect_err("long").code,
             TOO_LONG

@@ -87,6 +87,9 @@ pub struct ImportContext<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordFailure {
     pub index: u32,
+    /// Left out when the record had none: the vendor's page gives it as a
+    /// string, never null.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     pub error: String,
     pub code: String,

@@ -138,17 +138,19 @@ impl EntryInput {
         let debits: Decimal = lines.iter().map(|l| l.debit).sum();
         let credits: Decimal = lines.iter().map(|l| l.credit).sum();
         if debits != credits {
+            // The vendor's wording (guides/journal-entries-and-period-close),
+            // with the exact amounts to four places; MANUAL is the source
+            // type every imported entry has.
             return Err(RecordError::at(
                 "gl_imbalance",
                 "lines",
-                "the entry does not balance: debits must equal credits",
-            )
-            .with_hint(format!(
-                "debits={:.2} credits={:.2} diff={:.2}",
-                debits,
-                credits,
-                (debits - credits).abs()
-            )));
+                format!(
+                    "GL posting imbalance [MANUAL]: debits={:.4} credits={:.4} diff={:.4}",
+                    debits,
+                    credits,
+                    (debits - credits).abs()
+                ),
+            ));
         }
         Ok(Self {
             entry_date,
@@ -406,9 +408,10 @@ mod tests {
         .expect_err("unbalanced");
         assert_eq!(err.code, "gl_imbalance");
         assert_eq!(
-            err.hint.as_deref(),
-            Some("debits=500.00 credits=300.00 diff=200.00")
+            err.message,
+            "GL posting imbalance [MANUAL]: debits=500.0000 credits=300.0000 diff=200.0000"
         );
+        assert_eq!(err.hint, None);
     }
 
     #[test]

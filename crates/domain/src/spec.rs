@@ -23,7 +23,7 @@ pub struct Field {
 /// What a field holds, with its limits.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    /// A string, trimmed, not blank, of at most `max` characters.
+    /// A string, trimmed, of at most `max` characters; blank is absent.
     Text {
         max: usize,
     },

@@ -350,3 +350,53 @@ async fn creating_accounts_with_addresses_guide_keeps_the_address_aliases() {
     assert_eq!(address["state"], "IL");
     assert_eq!(address["zip"], "62701");
 }
+
+/// Issue 16's rule for exports: an empty string in an optional field is the
+/// field absent, as a spreadsheet's empty cell. A journal line with
+/// `"description": ""` posts; a product with `"sku": ""` has no SKU.
+#[tokio::test]
+async fn an_empty_optional_field_is_absent() {
+    let app = spawn_app().await;
+    let cash = gl_account_id(&app, "1010").await;
+    let rent = gl_account_id(&app, "6010").await;
+    let (status, entry) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/journal-entries", app.entity_id),
+            Some(&json!({
+                "entry_date": "2026-01-31",
+                "description": "",
+                "lines": [
+                    {"account_id": rent, "debit_amount": 10, "description": ""},
+                    {"account_id": cash, "credit_amount": 10, "description": "Cash"},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    assert!(entry["description"].is_null());
+    assert!(entry["lines"][0]["description"].is_null());
+    assert_eq!(entry["lines"][1]["description"], "Cash");
+
+    let (status, product) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/products", app.entity_id),
+            Some(&json!({"title": "Mug", "product_type": "physical", "sku": "", "list_price": ""})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{product}");
+    assert!(product["sku"].is_null());
+    assert!(product["list_price"].is_null());
+
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/products", app.entity_id),
+            Some(&json!({"title": " ", "product_type": "physical"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"], "missing_required_field");
+    assert_eq!(error["param"], "title");
+}

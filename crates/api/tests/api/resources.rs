@@ -277,8 +277,8 @@ async fn journal_entries_post_balanced_lines_to_leaf_accounts() {
     assert_eq!(job["succeeded_records"], 1, "{job}");
     assert_eq!(error_at(&job, 1)["code"], "gl_imbalance");
     assert_eq!(
-        error_at(&job, 1)["hint"],
-        "debits=500.00 credits=300.00 diff=200.00"
+        error_at(&job, 1)["error"],
+        "GL posting imbalance [MANUAL]: debits=500.0000 credits=300.0000 diff=200.0000"
     );
     assert_eq!(error_at(&job, 2)["code"], "account_is_header");
     assert_eq!(error_at(&job, 2)["param"], "lines[1].gl_account_number");

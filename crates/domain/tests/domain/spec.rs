@@ -207,7 +207,19 @@ impl Checker {
                 Some("field_too_long"),
                 "one character too long",
             );
-            self.refused_at(&set(name, json!("   ")), &at.path(name), None, "blank");
+            // Blank is absent, as an export's empty cell: refused only where
+            // the field is required.
+            let blank = set(name, json!("   "));
+            if field.required {
+                match self.parse(&blank) {
+                    Ok(_) => panic!("{}: blank {path} accepted", self.resource),
+                    Err(e) => {
+                        assert_eq!(e.code, "missing_required_field", "{}: {e:?}", self.resource)
+                    }
+                }
+            } else {
+                self.accepted_at(&blank, &at.path(name), "blank is absent");
+            }
         };
         match field.kind {
             Kind::Text { max } => text(field.name, max),
