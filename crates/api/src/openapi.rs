@@ -72,6 +72,9 @@ fn kind_schema(kind: Kind) -> Value {
         Kind::Positive => decimal("exclusiveMinimum"),
         Kind::Count => json!({"type": "integer", "minimum": 1, "maximum": i32::MAX}),
         Kind::Date => json!({"type": "string", "format": "date"}),
+        Kind::DateOrTime => {
+            json!({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
+        }
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Enum(names) => json!({"type": "string", "enum": names}),
         Kind::Items { min, max, of } => {
@@ -1186,7 +1189,7 @@ mod tests {
                         let rules = schema["allOf"].to_string();
                         assert!(rules.contains(&name), "{at}{name}: the pair's rule");
                     }
-                    Kind::Date | Kind::Bool => {}
+                    Kind::Date | Kind::DateOrTime | Kind::Bool => {}
                 }
                 let required = schema["required"]
                     .as_array()

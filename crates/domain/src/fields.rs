@@ -1,7 +1,7 @@
 //! Reading typed fields out of a record's JSON object, with errors that name the
 //! field and say what was expected.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -432,6 +432,33 @@ impl Fields<'_> {
     pub(crate) fn optional_date(&self, field: &Field) -> Result<Option<NaiveDate>, RecordError> {
         self.declared(field, false, || matches!(field.kind, Kind::Date));
         self.optional_date_at(field.name)
+    }
+
+    pub(crate) fn optional_date_or_time(
+        &self,
+        field: &Field,
+    ) -> Result<Option<NaiveDate>, RecordError> {
+        self.declared(field, false, || matches!(field.kind, Kind::DateOrTime));
+        let name = self.key(field.name);
+        let Some(s) = self.optional_string_at(name, 64)? else {
+            return Ok(None);
+        };
+        if let Ok(date) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+            return Ok(Some(date));
+        }
+        // The date the source wrote, not the UTC one: a business date.
+        DateTime::parse_from_rfc3339(&s)
+            .map(|at| Some(at.date_naive()))
+            .map_err(|_| {
+                RecordError::at(
+                    INVALID,
+                    name,
+                    format!(
+                        "{name} must be a date YYYY-MM-DD or a date-time such as \
+                         2026-01-15T10:30:00Z, got '{s}'"
+                    ),
+                )
+            })
     }
 
     pub(crate) fn optional_bool(&self, field: &Field) -> Result<Option<bool>, RecordError> {

@@ -3,7 +3,7 @@
 //! cent), and each order gets a number per entity, mode and document type
 //! (`SO-00042`, `INV-00007`, `PO-00003`, ...).
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -41,7 +41,13 @@ const ACCOUNT: Field = Field::required(
     Kind::Reference,
     "The account: a customer, or a vendor for purchase orders.",
 );
-const ORDER_DATE: Field = Field::required("order_date", Kind::Date, "Order date.");
+// The vendor's create-an-order page has no order_date in its example and a
+// date-time in its schema.
+const ORDER_DATE: Field = Field::optional(
+    "order_date",
+    Kind::DateOrTime,
+    "A date or a date-time (its date as written is kept); absent: the day the record is loaded (UTC).",
+);
 const NOTES: Field = Field::optional("notes", Kind::Text { max: 5000 }, "");
 const LINE_PRODUCT: Field = Field::required("product", Kind::Reference, "The product.");
 const QUANTITY: Field = Field::required("quantity", Kind::Count, "");
@@ -123,7 +129,9 @@ impl OrderInput {
             .optional_enum(&DOCUMENT_TYPE)?
             .unwrap_or(DocumentType::SalesOrder);
         let account = parse_ref(&f, &ACCOUNT)?.expect("a required reference is present");
-        let order_date = f.required_date(&ORDER_DATE)?;
+        let order_date = f
+            .optional_date_or_time(&ORDER_DATE)?
+            .unwrap_or_else(|| Utc::now().date_naive());
         let notes = f.optional_string(&NOTES)?;
         let line_items = f.parse_items(&LINE_ITEMS, |line| {
             Ok(LineInput {

@@ -40,6 +40,9 @@ pub enum Kind {
     Count,
     /// A `YYYY-MM-DD` date.
     Date,
+    /// The same, or an RFC 3339 date-time, of which the date as written (in
+    /// its own offset) is kept.
+    DateOrTime,
     Bool,
     /// One of these names (`Named::NAMES` of the enum it is read as).
     Enum(&'static [&'static str]),

@@ -400,3 +400,61 @@ async fn an_empty_optional_field_is_absent() {
     assert_eq!(error["error"], "missing_required_field");
     assert_eq!(error["param"], "title");
 }
+
+/// orders/create-an-order-any-document_type: the example has no
+/// `order_date`, and the schema gives it as a date-time.
+#[tokio::test]
+async fn create_an_order_page_order_date_is_optional_and_may_be_a_date_time() {
+    let app = spawn_app().await;
+    let base = format!("/v1/entities/{}", app.entity_id);
+    let (status, account) = app
+        .send(
+            Method::POST,
+            &format!("{base}/accounts"),
+            Some(&json!({"name": "Acme Landscaping", "account_type": "business"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let (status, product) = app
+        .send(
+            Method::POST,
+            &format!("{base}/products"),
+            Some(&json!({"title": "Stone", "product_type": "physical", "list_price": 4})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{product}");
+    let order = |order_date: Option<&str>| {
+        let mut body = json!({
+            "document_type": "quote",
+            "account_id": account["id"],
+            "notes": "Spring install",
+            "line_items": [{"product_id": product["id"], "quantity": 5}],
+        });
+        if let Some(date) = order_date {
+            body["order_date"] = json!(date);
+        }
+        body
+    };
+    let today = || chrono::Utc::now().date_naive().to_string();
+    let before = today();
+    let (status, quote) = app
+        .send(Method::POST, &format!("{base}/orders"), Some(&order(None)))
+        .await;
+    let after = today();
+    assert_eq!(status, StatusCode::CREATED, "{quote}");
+    assert!(
+        quote["order_date"] == before.as_str() || quote["order_date"] == after.as_str(),
+        "the day it is loaded: {quote}"
+    );
+    assert_eq!(quote["order_total"], 20);
+
+    let (status, quote) = app
+        .send(
+            Method::POST,
+            &format!("{base}/orders"),
+            Some(&order(Some("2023-11-07T23:31:56-05:00"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{quote}");
+    assert_eq!(quote["order_date"], "2023-11-07", "the date as written");
+}

@@ -317,6 +317,14 @@ impl Checker {
                     "no such day",
                 );
             }
+            Kind::DateOrTime => {
+                for value in ["2026-02-28", "2026-02-28T23:30:00-05:00"] {
+                    self.accepted_at(&set(field.name, json!(value)), &path, value);
+                }
+                for value in ["2026-02-30", "2026-02-28T25:00:00Z", "28/02/2026"] {
+                    self.refused_at(&set(field.name, json!(value)), &path, None, value);
+                }
+            }
             Kind::Bool => {
                 self.accepted_at(&set(field.name, json!(false)), &path, "false");
                 self.refused_at(&set(field.name, json!("true")), &path, None, "a string");
