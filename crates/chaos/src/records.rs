@@ -480,7 +480,9 @@ impl Generator {
                 match resource {
                     Resource::Accounts => object.remove("name"),
                     Resource::Products => object.remove("title"),
-                    Resource::Orders => object.remove("order_date"),
+                    // order_date may be absent; a day that does not exist
+                    // is refused.
+                    Resource::Orders => object.insert("order_date".into(), json!("2026-02-30")),
                     Resource::JournalEntries => object.insert(
                         "lines".into(),
                         json!([
