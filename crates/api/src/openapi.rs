@@ -70,6 +70,9 @@ fn kind_schema(kind: Kind) -> Value {
         }
         Kind::Money => decimal("minimum"),
         Kind::Positive => decimal("exclusiveMinimum"),
+        Kind::Percent => {
+            json!({"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.0001})
+        }
         Kind::Count => json!({"type": "integer", "minimum": 1, "maximum": i32::MAX}),
         Kind::Date => json!({"type": "string", "format": "date"}),
         Kind::DateOrTime => {
@@ -77,9 +80,15 @@ fn kind_schema(kind: Kind) -> Value {
         }
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Enum(names) => json!({"type": "string", "enum": names}),
+        Kind::Texts { items, max } => json!({
+            "type": "array",
+            "maxItems": items,
+            "items": {"type": "string", "maxLength": max},
+        }),
         Kind::Items { min, max, of } => {
             json!({"type": "array", "minItems": min, "maxItems": max, "items": fields_schema(of)})
         }
+        Kind::Object { of } => fields_schema(of),
         Kind::Reference | Kind::GlAccount => unreachable!("a pair of properties"),
     }
 }
@@ -285,6 +294,7 @@ fn form_schema(form: Form) -> Value {
         Form::Timestamp => json!({"type": "string", "format": "date-time"}),
         Form::Bool => json!({"type": "boolean"}),
         Form::Enum(names) => json!({"type": "string", "enum": names}),
+        Form::Texts => json!({"type": "array", "items": {"type": "string"}}),
     }
 }
 
@@ -369,6 +379,8 @@ fn schemas() -> Map<String, Value> {
             "processed_records",
             "succeeded_records",
             "failed_records",
+            "strict",
+            "ignored_fields",
             "errors",
             "started_at",
             "completed_at",
@@ -399,6 +411,8 @@ fn schemas() -> Map<String, Value> {
             ),
             ("succeeded_records", json!({"type": "integer"})),
             ("failed_records", json!({"type": "integer"})),
+            ("strict", strict()),
+            ("ignored_fields", ignored_fields()),
             (
                 "errors",
                 array(
@@ -439,6 +453,8 @@ fn schemas() -> Map<String, Value> {
     ]) {
         dry_run_properties.push((name, json!({"type": "integer"})));
     }
+    dry_run_properties.push(("strict", strict()));
+    dry_run_properties.push(("ignored_fields", ignored_fields()));
     dry_run_properties.push(("errors", array(reference("JobError"), "")));
     let mut records = Map::new();
     for resource in Resource::ALL {
@@ -512,6 +528,22 @@ fn schemas() -> Map<String, Value> {
             ),
         ),
         ("JobError", job_error),
+        (
+            "IgnoredField",
+            object(
+                &["field", "records"],
+                vec![
+                    (
+                        "field",
+                        string("Its path, items' indexes left out: line_items[].variant_id."),
+                    ),
+                    (
+                        "records",
+                        json!({"type": "integer", "minimum": 1, "description": "How many records carried it."}),
+                    ),
+                ],
+            ),
+        ),
         ("Job", job),
         ("JobList", list_of("Job")),
         (
@@ -538,6 +570,8 @@ fn schemas() -> Map<String, Value> {
                     "total_records",
                     "succeeded_records",
                     "failed_records",
+                    "strict",
+                    "ignored_fields",
                     "errors",
                 ],
                 dry_run_properties,
@@ -607,7 +641,11 @@ fn schemas() -> Map<String, Value> {
             object(
                 &[
                     "object",
+                    "entity_id",
                     "as_of_date",
+                    "external_source",
+                    "rows",
+                    "totals",
                     "accounts",
                     "total_debits",
                     "total_credits",
@@ -615,8 +653,51 @@ fn schemas() -> Map<String, Value> {
                 ],
                 vec![
                     ("object", one_of(&["trial_balance"], "")),
+                    ("entity_id", uuid("")),
                     ("as_of_date", date("")),
                     ("external_source", nullable_string("")),
+                    (
+                        "rows",
+                        array(
+                            object(
+                                &[
+                                    "account_id",
+                                    "account_number",
+                                    "account_name",
+                                    "account_type",
+                                    "debit_total",
+                                    "credit_total",
+                                    "balance",
+                                ],
+                                vec![
+                                    ("account_id", uuid("")),
+                                    ("account_number", string("")),
+                                    ("account_name", string("")),
+                                    ("account_type", string("")),
+                                    ("debit_total", money("")),
+                                    ("credit_total", money("")),
+                                    ("balance", money("debit_total less credit_total.")),
+                                ],
+                            ),
+                            "The vendor's reconciliation guide's shape: accounts with postings on or before as_of_date, by account number.",
+                        ),
+                    ),
+                    (
+                        "totals",
+                        object(
+                            &["debit_total", "credit_total", "balance"],
+                            vec![
+                                ("debit_total", money("")),
+                                ("credit_total", money("")),
+                                (
+                                    "balance",
+                                    money(
+                                        "debit_total less credit_total: 0 when the books balance.",
+                                    ),
+                                ),
+                            ],
+                        ),
+                    ),
                     (
                         "accounts",
                         array(
@@ -633,11 +714,11 @@ fn schemas() -> Map<String, Value> {
                                     ("balance", money("In the account's normal direction.")),
                                 ],
                             ),
-                            "Accounts with postings on or before as_of_date.",
+                            "The same accounts in this service's first shape (kept for its clients; rows is the vendor's).",
                         ),
                     ),
-                    ("total_debits", money("")),
-                    ("total_credits", money("")),
+                    ("total_debits", money("As totals.debit_total.")),
+                    ("total_credits", money("As totals.credit_total.")),
                     ("in_balance", json!({"type": "boolean"})),
                 ],
             ),
@@ -668,6 +749,32 @@ const EVENT_TYPES: [&str; 3] = [
     "migration_job.partial",
     "migration_job.failed",
 ];
+
+/// A job's `strict`, as submitted.
+fn strict() -> Value {
+    json!({"type": "boolean", "description": "Submitted with strict=true: a field the service does not read failed its record (unknown_field)."})
+}
+
+/// What records carried that was not kept.
+fn ignored_fields() -> Value {
+    array(
+        reference("IgnoredField"),
+        "The fields the records carried that the service does not read, and so did not keep, by field name; empty with strict=true, where such a field fails its record.",
+    )
+}
+
+/// What a single create answers: the record as read, and what of the
+/// request was not kept.
+pub fn created_record(schema: &str) -> Value {
+    json!({"allOf": [
+        reference(schema),
+        {
+            "type": "object",
+            "required": ["ignored_fields"],
+            "properties": {"ignored_fields": ignored_fields()},
+        },
+    ]})
+}
 
 /// The webhook schemas. The event's job is the `Job` schema less `errors`,
 /// derived from it so the two cannot drift apart.
@@ -1177,6 +1284,17 @@ mod tests {
                     Kind::Money => assert_eq!(limit("minimum"), json!(0), "{at}{name}"),
                     Kind::Positive => assert_eq!(limit("exclusiveMinimum"), json!(0), "{at}{name}"),
                     Kind::Count => assert_eq!(limit("minimum"), json!(1), "{at}{name}"),
+                    Kind::Texts { items, max } => assert_eq!(
+                        (limit("maxItems"), property["items"]["maxLength"].clone()),
+                        (json!(items), json!(max)),
+                        "{at}{name}"
+                    ),
+                    Kind::Percent => assert_eq!(
+                        (limit("minimum"), limit("maximum")),
+                        (json!(0), json!(100)),
+                        "{at}{name}"
+                    ),
+                    Kind::Object { of } => holds(property, of, &format!("{at}{name}.")),
                     Kind::Items { min, max, of } => {
                         assert_eq!(
                             (limit("minItems"), limit("maxItems")),

@@ -85,6 +85,10 @@ struct ImportArgs {
     /// Runs every rule and writes nothing; the errors file says what would fail.
     #[arg(long)]
     dry_run: bool,
+    /// A field the service does not read fails its record (unknown_field)
+    /// instead of being reported as not kept.
+    #[arg(long)]
+    strict: bool,
     #[arg(long, env = "ARCUS_API_URL", default_value = "http://127.0.0.1:8080")]
     api_url: String,
     /// Records per job, at most 1000.
@@ -205,6 +209,7 @@ async fn import_file(args: ImportArgs) -> anyhow::Result<ExitCode> {
         mapping: args.mapping,
         conflict_mode: args.conflict_mode.parse()?,
         dry_run: args.dry_run,
+        strict: args.strict,
         batch_size: args.batch_size,
         parallel: args.parallel,
         run_label: args.run,
@@ -235,6 +240,17 @@ async fn import_file(args: ImportArgs) -> anyhow::Result<ExitCode> {
             "{} jobs ({} found from an earlier run of this command)",
             summary.jobs.len(),
             summary.resumed
+        );
+    }
+    if !summary.ignored.is_empty() {
+        let fields: Vec<String> = summary
+            .ignored
+            .iter()
+            .map(|(field, records)| format!("{field} ({records} records)"))
+            .collect();
+        println!(
+            "not kept, no such field: {} (map them to fields, or --strict to fail such records)",
+            fields.join(", ")
         );
     }
     match &summary.errors_file {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::error::RecordError;
 use crate::named::Named;
-use crate::spec::{Field, Kind};
+use crate::spec::{Field, Kind, carries};
 
 pub(crate) const MISSING: &str = "missing_required_field";
 pub(crate) const INVALID: &str = "invalid_field";
@@ -62,11 +62,7 @@ impl<'a> Fields<'a> {
     /// one of spaces alone mean the field is absent, as exports write an
     /// empty cell.
     fn given(&self, key: &str) -> bool {
-        self.obj.get(key).is_some_and(|v| match v {
-            Value::Null => false,
-            Value::String(s) => !s.trim().is_empty(),
-            _ => true,
-        })
+        self.obj.get(key).is_some_and(carries)
     }
 
     /// The key the object gives `name` by: `name`, or its alias when only the
@@ -406,9 +402,77 @@ impl Fields<'_> {
         })
     }
 
+    /// The strings of an array field, trimmed, blank ones and repeats left
+    /// out, in their order.
+    pub(crate) fn texts(&self, field: &Field) -> Result<Vec<String>, RecordError> {
+        let Kind::Texts { items, max } = field.kind else {
+            panic!("{} is not a list of strings", field.name)
+        };
+        self.declared(field, false, || true);
+        let name = self.key(field.name);
+        let values = self.optional_array(name)?.unwrap_or_default();
+        if values.len() > items {
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!(
+                    "{name} lists {} items; at most {items} are allowed",
+                    values.len()
+                ),
+            ));
+        }
+        let mut texts: Vec<String> = Vec::with_capacity(values.len());
+        for (i, value) in values.iter().enumerate() {
+            let at = format!("{name}[{i}]");
+            let Value::String(s) = value else {
+                return Err(RecordError::at(
+                    INVALID,
+                    at.clone(),
+                    format!("{at} must be a string, got {}", kind(value)),
+                ));
+            };
+            let s = s.trim();
+            let len = s.chars().count();
+            if len > max {
+                return Err(RecordError::at(
+                    TOO_LONG,
+                    at.clone(),
+                    format!("{at} is {len} characters long; at most {max} are allowed"),
+                ));
+            }
+            if !s.is_empty() && !texts.iter().any(|t| t == s) {
+                texts.push(s.to_owned());
+            }
+        }
+        Ok(texts)
+    }
+
     pub(crate) fn optional_money(&self, field: &Field) -> Result<Option<Decimal>, RecordError> {
         self.declared(field, false, || matches!(field.kind, Kind::Money));
         self.optional_money_at(field.name)
+    }
+
+    pub(crate) fn optional_percent(&self, field: &Field) -> Result<Option<Decimal>, RecordError> {
+        self.declared(field, false, || matches!(field.kind, Kind::Percent));
+        let name = self.key(field.name);
+        let Some(rate) = self.optional_money_at(name)? else {
+            return Ok(None);
+        };
+        if rate > Decimal::ONE_HUNDRED {
+            return Err(RecordError::at(
+                INVALID,
+                name,
+                format!("{name} is a percentage from 0 to 100, got {rate}"),
+            ));
+        }
+        Ok(Some(rate))
+    }
+
+    pub(crate) fn required_money(&self, field: &Field) -> Result<Decimal, RecordError> {
+        self.declared(field, true, || matches!(field.kind, Kind::Money));
+        let name = self.key(field.name);
+        self.optional_money_at(name)?
+            .ok_or_else(|| RecordError::at(MISSING, name, format!("{name} is required")))
     }
 
     pub(crate) fn required_positive(&self, field: &Field) -> Result<Decimal, RecordError> {
@@ -469,6 +533,25 @@ impl Fields<'_> {
     pub(crate) fn required_count(&self, field: &Field) -> Result<i32, RecordError> {
         self.declared(field, true, || matches!(field.kind, Kind::Count));
         self.required_count_at(field.name)
+    }
+
+    /// An object field parsed by `parse`; its errors are nested under its
+    /// name.
+    pub(crate) fn parse_object<T>(
+        &self,
+        field: &Field,
+        parse: impl Fn(&Fields<'_>) -> Result<T, RecordError>,
+    ) -> Result<Option<T>, RecordError> {
+        let Kind::Object { of } = field.kind else {
+            panic!("{} is not an object", field.name)
+        };
+        self.declared(field, false, || true);
+        let name = self.key(field.name);
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        let f = Fields::of(value, name, of).map_err(|e| e.nested(name))?;
+        parse(&f).map(Some).map_err(|e| e.nested(name))
     }
 
     /// The items of an array field, each parsed by `parse`.

@@ -18,7 +18,9 @@
 //! The caller owns the transaction: the worker commits a chunk together with the
 //! job's counters, and a dry run rolls everything back.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
@@ -34,7 +36,7 @@ use crate::payables::{ApPayments, VendorBills};
 use crate::products::Products;
 use crate::{ConflictMode, Resource, Tenant};
 
-use crate::spec::{EXTERNAL_ID_MAX, EXTERNAL_SOURCE_MAX, Field};
+use crate::spec::{EXTERNAL_ID_MAX, EXTERNAL_SOURCE_MAX, Field, carries, field_of, unread_fields};
 
 /// Evaluates `$body` with `$R` naming the canonical handler of `$resource`:
 /// the one place a resource is tied to its handler.
@@ -81,6 +83,81 @@ pub struct ImportContext<'a> {
     /// Whether that key may post journal entries into a closed period with
     /// `bypass_period_check`: the authorization layer's decision.
     pub may_bypass_period_check: bool,
+    /// Whether a field no handler reads fails its record (`unknown_field`)
+    /// instead of being reported in the job's `ignored_fields`.
+    pub strict: bool,
+}
+
+/// The keys of a bulk record read besides its resource's fields.
+const BULK_KEYS: &[&str] = &["external_id"];
+/// The keys of a single record read besides its resource's fields.
+const SINGLE_KEYS: &[&str] = &["external_id", "external_source"];
+
+/// A field some records carried that the service does not keep: nothing
+/// reads it. Reported so that a migration never loses data silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredField {
+    /// Its path, items' indexes left out: `line_items[].variant_id`.
+    pub field: String,
+    /// How many records carried it.
+    pub records: u32,
+}
+
+/// The fields `records` of `resource` carry that the service does not keep,
+/// by field name. With `strict` there are none: such a field fails its
+/// record instead.
+pub fn ignored_fields(resource: Resource, records: &[Value], strict: bool) -> Vec<IgnoredField> {
+    if strict {
+        return Vec::new();
+    }
+    ignored(records, fields(resource), BULK_KEYS)
+}
+
+/// The same for one record created on its own, which also reads its
+/// `external_source`.
+pub fn ignored_in_single(resource: Resource, record: &Value) -> Vec<IgnoredField> {
+    ignored(std::slice::from_ref(record), fields(resource), SINGLE_KEYS)
+}
+
+fn ignored(records: &[Value], spec: &[Field], besides: &[&str]) -> Vec<IgnoredField> {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for record in records {
+        let mut carried: Vec<String> = unread_fields(record, spec, besides)
+            .iter()
+            .map(|path| field_of(path))
+            .collect();
+        carried.sort_unstable();
+        carried.dedup();
+        for field in carried {
+            *counts.entry(field).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(field, records)| IgnoredField { field, records })
+        .collect()
+}
+
+/// With `strict`, a record's first field that no handler reads, as its
+/// error.
+fn unknown_field(resource: Resource, record: &Value, besides: &[&str]) -> Option<RecordError> {
+    let unread = unread_fields(record, fields(resource), besides);
+    let first = unread.first()?;
+    let others = match unread.len() {
+        1 => String::new(),
+        n => format!(" (and {} more: {})", n - 1, unread[1..].join(", ")),
+    };
+    Some(
+        RecordError::at(
+            "unknown_field",
+            first.clone(),
+            format!("{first} is not a field of {resource} records{others}"),
+        )
+        .with_hint(
+            "strict=true refuses fields the service does not read; without it they are \
+             reported in ignored_fields",
+        ),
+    )
 }
 
 /// One failed record, as reported in a job's `errors`.
@@ -289,6 +366,12 @@ async fn run<R: Canonical>(
                 continue;
             }
         };
+        if ctx.strict
+            && let Some(e) = unknown_field(ctx.resource, record, BULK_KEYS)
+        {
+            failures.push(RecordFailure::new(index, Some(external_id), e));
+            continue;
+        }
         match R::parse(record) {
             Ok(input) => {
                 indexes.push(index);
@@ -472,6 +555,11 @@ pub async fn create_one(
     record: &Value,
     ctx: SingleContext<'_>,
 ) -> Result<Uuid, HandlerError> {
+    if ctx.strict
+        && let Some(e) = unknown_field(resource, record, SINGLE_KEYS)
+    {
+        return Err(e.into());
+    }
     with_handler!(resource, R => create::<R>(conn, record, ctx).await)
 }
 
@@ -481,6 +569,8 @@ pub struct SingleContext<'a> {
     pub tenant: Tenant,
     pub may_bypass_period_check: bool,
     pub actor: &'a Actor,
+    /// A field no handler reads is the record's error `unknown_field`.
+    pub strict: bool,
 }
 
 async fn create<R: Canonical>(
@@ -490,8 +580,10 @@ async fn create<R: Canonical>(
 ) -> Result<Uuid, HandlerError> {
     let tenant = single.tenant;
     let input = R::parse(record)?;
+    // Left empty, as an export's empty cell: no provenance.
     let source = match record.get("external_source") {
-        None | Some(Value::Null) => None,
+        None => None,
+        Some(v) if !carries(v) => None,
         Some(Value::String(s))
             if !s.trim().is_empty() && s.chars().count() <= EXTERNAL_SOURCE_MAX =>
         {
@@ -509,7 +601,8 @@ async fn create<R: Canonical>(
         }
     };
     let external = match record.get("external_id") {
-        None | Some(Value::Null) => None,
+        None => None,
+        Some(v) if !carries(v) => None,
         Some(_) => Some(external_id(record)?),
     };
     let provenance = match (source, external) {

@@ -369,8 +369,34 @@ pub struct TrialBalanceLine {
     pub balance: Decimal,
 }
 
+/// An account's line as the vendor's reconciliation guide shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialBalanceRow {
+    pub account_id: Uuid,
+    pub account_number: String,
+    pub account_name: String,
+    pub account_type: String,
+    pub debit_total: Decimal,
+    pub credit_total: Decimal,
+    /// Debits less credits, whatever the account's normal side: the rows'
+    /// balances add up to the totals' balance, 0 when the books balance.
+    pub balance: Decimal,
+}
+
+/// The guide's totals: `balance` is 0 when the books balance.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialBalanceTotals {
+    pub debit_total: Decimal,
+    pub credit_total: Decimal,
+    pub balance: Decimal,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialBalance {
+    pub rows: Vec<TrialBalanceRow>,
+    pub totals: TrialBalanceTotals,
+    /// The same accounts in this service's first shape, balance in each
+    /// account's normal direction, kept for the clients written against it.
     pub accounts: Vec<TrialBalanceLine>,
     pub total_debits: Decimal,
     pub total_credits: Decimal,
@@ -413,7 +439,25 @@ pub async fn trial_balance(
         .collect();
     let total_debits: Decimal = accounts.iter().map(|a| a.debits).sum();
     let total_credits: Decimal = accounts.iter().map(|a| a.credits).sum();
+    let rows = accounts
+        .iter()
+        .map(|a| TrialBalanceRow {
+            account_id: a.gl_account_id,
+            account_number: a.account_number.clone(),
+            account_name: a.name.clone(),
+            account_type: a.account_type.clone(),
+            debit_total: a.debits,
+            credit_total: a.credits,
+            balance: (a.debits - a.credits).normalize(),
+        })
+        .collect();
     Ok(TrialBalance {
+        rows,
+        totals: TrialBalanceTotals {
+            debit_total: total_debits.normalize(),
+            credit_total: total_credits.normalize(),
+            balance: (total_debits - total_credits).normalize(),
+        },
         in_balance: total_debits == total_credits,
         accounts,
         total_debits: total_debits.normalize(),

@@ -54,6 +54,13 @@ const ITEM_AMOUNT: Field = Field::optional(
     Kind::Money,
     "unit_cost or amount; both must agree.",
 );
+// The vendor's create-a-vendor-bill page sends it without saying its unit;
+// a percentage is what accounting exports write (8.25 for 8.25%).
+const TAX_RATE: Field = Field::optional(
+    "tax_rate",
+    Kind::Percent,
+    "A percentage of amount (8.25 is 8.25%): the item's tax, rounded to the cent, is added to the bill's total and debited with the item.",
+);
 const ITEM_PRODUCT: Field = Field::optional("product", Kind::Reference, "The product, if any.");
 const ITEM_GL_ACCOUNT: Field = Field::required(
     "gl_account",
@@ -70,6 +77,7 @@ const ITEMS: Field = Field::required(
             ITEM_QUANTITY,
             UNIT_COST,
             ITEM_AMOUNT,
+            TAX_RATE,
             ITEM_PRODUCT,
             ITEM_GL_ACCOUNT,
         ],
@@ -102,7 +110,10 @@ pub const BILL_VIEW: View = View::record(
         )
         .or_null(),
         Shown::sql("notes", "r.notes", Form::Text).or_null(),
-        Shown::sql("bill_total", "r.bill_total", Form::Decimal).about("Computed."),
+        Shown::sql("subtotal", "r.subtotal", Form::Decimal).about("Computed: the items' amounts."),
+        Shown::sql("tax_total", "r.tax_total", Form::Decimal).about("Computed: the items' tax."),
+        Shown::sql("bill_total", "r.bill_total", Form::Decimal)
+            .about("Computed: subtotal and tax_total."),
         Shown::sql("amount_paid", "r.amount_paid", Form::Decimal).about("Computed."),
         Shown::sql("balance_due", "r.balance_due", Form::Decimal).about("Computed."),
         Shown::items(
@@ -116,6 +127,8 @@ pub const BILL_VIEW: View = View::record(
                     Shown::sql("quantity", "i.quantity", Form::Decimal),
                     Shown::sql("unit_cost", "i.unit_cost", Form::Decimal).or_null(),
                     Shown::sql("amount", "i.amount", Form::Decimal),
+                    Shown::sql("tax_rate", "i.tax_rate", Form::Decimal).or_null(),
+                    Shown::sql("tax_amount", "i.tax_amount", Form::Decimal).about("Computed."),
                     Shown::sql("product_id", "i.product_id", Form::Uuid).or_null(),
                     Shown::sql("gl_account_id", "i.gl_account_id", Form::Uuid),
                     Shown::sql("gl_account_number", "g.account_number", Form::Text),
@@ -146,7 +159,13 @@ const APPLICATIONS: Field = Field::optional(
         max: ITEMS_MAX,
         of: &[BILL, AMOUNT],
     },
-    "Adding up to at most amount.",
+    "Adding up to at most amount; or, for one bill, bill_id.",
+);
+// The vendor's pages pay one bill by naming it on the payment.
+const PAYMENT_BILL: Field = Field::optional(
+    "bill",
+    Kind::Reference,
+    "The one bill the whole amount pays (instead of applications): of the same vendor, with that much open.",
 );
 
 /// The fields of an AP payment record.
@@ -156,6 +175,7 @@ pub const PAYMENT_FIELDS: &[Field] = &[
     AMOUNT,
     METHOD,
     REFERENCE,
+    PAYMENT_BILL,
     APPLICATIONS,
 ];
 
@@ -248,6 +268,10 @@ pub struct BillItemInput {
     pub quantity: Decimal,
     pub unit_cost: Option<Decimal>,
     pub amount: Decimal,
+    /// A percentage of `amount`.
+    pub tax_rate: Option<Decimal>,
+    /// `amount` times `tax_rate`, rounded to the cent.
+    pub tax_amount: Decimal,
     pub product: Option<RefField>,
     pub account: GlRef,
     pub account_field: &'static str,
@@ -279,8 +303,16 @@ impl BillInput {
         })
     }
 
-    fn total(&self) -> Decimal {
+    fn subtotal(&self) -> Decimal {
         self.items.iter().map(|i| i.amount).sum()
+    }
+
+    fn tax_total(&self) -> Decimal {
+        self.items.iter().map(|i| i.tax_amount).sum()
+    }
+
+    fn total(&self) -> Decimal {
+        self.subtotal() + self.tax_total()
     }
 }
 
@@ -310,12 +342,18 @@ fn parse_item(f: &Fields<'_>) -> Result<BillItemInput, RecordError> {
             ));
         }
     };
+    let tax_rate = f.optional_percent(&TAX_RATE)?;
+    let tax_amount = tax_rate.map_or(Decimal::ZERO, |rate| {
+        cents(amount * rate / Decimal::ONE_HUNDRED)
+    });
     let (account, account_field) = parse_gl_ref(f, &ITEM_GL_ACCOUNT)?;
     Ok(BillItemInput {
         description: f.optional_string(&ITEM_DESCRIPTION)?,
         quantity,
         unit_cost,
         amount,
+        tax_rate,
+        tax_amount,
         product: parse_ref(f, &ITEM_PRODUCT)?,
         account,
         account_field,
@@ -446,12 +484,14 @@ impl<'a> Bills<'a> {
                 "update vendor_bills b
                  set vendor_id = u.vendor_id, bill_date = u.bill_date, due_date = u.due_date,
                      vendor_invoice_number = u.vendor_invoice_number, notes = u.notes,
-                     bill_total = u.bill_total, balance_due = u.bill_total - b.amount_paid,
+                     subtotal = u.subtotal, tax_total = u.tax_total,
+                     bill_total = u.subtotal + u.tax_total,
+                     balance_due = u.subtotal + u.tax_total - b.amount_paid,
                      updated_at = now()
                  from unnest($1::uuid[], $2::uuid[], $3::date[], $4::date[], $5::text[],
-                             $6::text[], $7::numeric[])
+                             $6::text[], $7::numeric[], $8::numeric[])
                      as u (id, vendor_id, bill_date, due_date, vendor_invoice_number, notes,
-                           bill_total)
+                           subtotal, tax_total)
                  where b.id = u.id and b.id = any($1)",
             )
             .bind(&ids)
@@ -462,7 +502,8 @@ impl<'a> Bills<'a> {
                 r.input.vendor_invoice_number.as_deref()
             }))
             .bind(column(&updated, |r| r.input.notes.as_deref()))
-            .bind(column(&updated, |r| r.input.total()))
+            .bind(column(&updated, |r| r.input.subtotal()))
+            .bind(column(&updated, |r| r.input.tax_total()))
             .execute(&mut *conn)
             .await?;
             // The items are replaced as one unit.
@@ -476,15 +517,18 @@ impl<'a> Bills<'a> {
             sqlx::query(
                 "insert into vendor_bills
                     (id, entity_id, mode, bill_number, vendor_id, bill_date, due_date,
-                     vendor_invoice_number, notes, bill_total, amount_paid, balance_due,
-                     external_source, external_id)
+                     vendor_invoice_number, notes, subtotal, tax_total, bill_total, amount_paid,
+                     balance_due, external_source, external_id)
                  select u.id, $1, $2, u.bill_number, u.vendor_id, u.bill_date, u.due_date,
-                        u.vendor_invoice_number, u.notes, u.bill_total, 0, u.bill_total,
+                        u.vendor_invoice_number, u.notes, u.subtotal, u.tax_total,
+                        u.subtotal + u.tax_total, 0, u.subtotal + u.tax_total,
                         u.source, u.external_id
                  from unnest($3::uuid[], $4::text[], $5::uuid[], $6::date[], $7::date[],
-                             $8::text[], $9::text[], $10::numeric[], $11::text[], $12::text[])
+                             $8::text[], $9::text[], $10::numeric[], $11::numeric[], $12::text[],
+                             $13::text[])
                      as u (id, bill_number, vendor_id, bill_date, due_date,
-                           vendor_invoice_number, notes, bill_total, source, external_id)",
+                           vendor_invoice_number, notes, subtotal, tax_total, source,
+                           external_id)",
             )
             .bind(tenant.entity_id)
             .bind(tenant.mode.as_str())
@@ -495,7 +539,8 @@ impl<'a> Bills<'a> {
             .bind(column(&new, |r| r.input.due_date))
             .bind(column(&new, |r| r.input.vendor_invoice_number.as_deref()))
             .bind(column(&new, |r| r.input.notes.as_deref()))
-            .bind(column(&new, |r| r.input.total()))
+            .bind(column(&new, |r| r.input.subtotal()))
+            .bind(column(&new, |r| r.input.tax_total()))
             .bind(column(&new, |r| r.provenance.map(|p| p.source)))
             .bind(column(&new, |r| r.provenance.map(|p| p.external_id)))
             .execute(&mut *conn)
@@ -517,10 +562,11 @@ impl<'a> Bills<'a> {
         }
         sqlx::query(
             "insert into vendor_bill_items
-                (bill_id, position, description, quantity, unit_cost, amount, product_id,
-                 gl_account_id)
+                (bill_id, position, description, quantity, unit_cost, amount, tax_rate,
+                 tax_amount, product_id, gl_account_id)
              select * from unnest($1::uuid[], $2::int4[], $3::text[], $4::numeric[],
-                                  $5::numeric[], $6::numeric[], $7::uuid[], $8::uuid[])",
+                                  $5::numeric[], $6::numeric[], $7::numeric[], $8::numeric[],
+                                  $9::uuid[], $10::uuid[])",
         )
         .bind(column(&items, |i| i.0))
         .bind(column(&items, |i| i.1))
@@ -528,6 +574,8 @@ impl<'a> Bills<'a> {
         .bind(column(&items, |i| i.2.quantity))
         .bind(column(&items, |i| i.2.unit_cost))
         .bind(column(&items, |i| i.2.amount))
+        .bind(column(&items, |i| i.2.tax_rate))
+        .bind(column(&items, |i| i.2.tax_amount))
         .bind(column(&items, |i| i.4))
         .bind(column(&items, |i| i.3))
         .execute(conn)
@@ -611,6 +659,9 @@ pub struct PaymentInput {
     pub method: PaymentMethod,
     pub reference: Option<String>,
     pub applications: Vec<ApplicationInput>,
+    /// The applications are the one the payment's own `bill` field makes:
+    /// their errors name that field, not `applications[0]`.
+    pub pays_one_bill: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -627,12 +678,28 @@ impl PaymentInput {
         let amount = f.required_positive(&AMOUNT)?;
         let method = f.required_enum(&METHOD)?;
         let reference = f.optional_string(&REFERENCE)?;
+        let bill = parse_ref(&f, &PAYMENT_BILL)?;
         let applications = f.parse_items(&APPLICATIONS, |a| {
             Ok(ApplicationInput {
                 bill: parse_ref(a, &BILL)?.expect("a required reference is present"),
                 amount: a.required_positive(&AMOUNT)?,
             })
         })?;
+        let pays_one_bill = bill.is_some();
+        let applications = match bill {
+            None => applications,
+            Some(bill) if applications.is_empty() => vec![ApplicationInput { bill, amount }],
+            Some(bill) => {
+                return Err(RecordError::at(
+                    INVALID,
+                    bill.field.clone(),
+                    format!(
+                        "give {} for one bill or applications for several, not both",
+                        bill.field
+                    ),
+                ));
+            }
+        };
         let applied: Decimal = applications.iter().map(|a| a.amount).sum();
         if applied > amount {
             return Err(RecordError::at(
@@ -648,7 +715,18 @@ impl PaymentInput {
             method,
             reference,
             applications,
+            pays_one_bill,
         })
+    }
+
+    /// Where an application's field is in the record: under
+    /// `applications[i]`, or the payment's own when it pays one bill.
+    fn application_path(&self, i: usize, field: &str) -> String {
+        if self.pays_one_bill {
+            field.to_owned()
+        } else {
+            format!("applications[{i}].{field}")
+        }
     }
 }
 
@@ -658,15 +736,23 @@ async fn apply(
     ctx: &WriteContext<'_>,
     payment_id: Uuid,
     vendor_id: Uuid,
-    applications: &[ApplicationInput],
+    payment: &PaymentInput,
 ) -> Result<(), HandlerError> {
+    let applications = &payment.applications;
     if applications.is_empty() {
         return Ok(());
     }
     let refs: Vec<(String, &RefField)> = applications
         .iter()
         .enumerate()
-        .map(|(i, a)| (format!("applications[{i}]"), &a.bill))
+        .map(|(i, a)| {
+            let at = if payment.pays_one_bill {
+                String::new()
+            } else {
+                format!("applications[{i}]")
+            };
+            (at, &a.bill)
+        })
         .collect();
     let bill_ids = refs::resolve(conn, ctx, "vendor_bills", "vendor bill", &refs).await?;
     // Locked in id order, so payments touching the same bills cannot deadlock
@@ -689,7 +775,7 @@ async fn apply(
         if *bill_vendor != vendor_id {
             return Err(RecordError::at(
                 "vendor_mismatch",
-                format!("applications[{i}].{}", application.bill.field),
+                payment.application_path(i, &application.bill.field),
                 format!("bill {number} belongs to another vendor"),
             )
             .into());
@@ -699,7 +785,7 @@ async fn apply(
         if *total > *balance {
             return Err(RecordError::at(
                 "amount_exceeds_bill_balance_due",
-                format!("applications[{i}].amount"),
+                payment.application_path(i, "amount"),
                 format!(
                     "bill {number} has {} open; the payment applies {} to it",
                     balance.normalize(),
@@ -824,7 +910,7 @@ impl RecordByRecord for ApPayments {
         .bind(provenance.map(|p| p.external_id))
         .execute(&mut *conn)
         .await?;
-        apply(conn, ctx, id, vendor_id, &input.applications).await?;
+        apply(conn, ctx, id, vendor_id, input).await?;
         Ok(id)
     }
 
@@ -852,7 +938,7 @@ impl RecordByRecord for ApPayments {
         .bind(&input.reference)
         .execute(&mut *conn)
         .await?;
-        apply(conn, ctx, id, vendor_id, &input.applications).await
+        apply(conn, ctx, id, vendor_id, input).await
     }
 }
 

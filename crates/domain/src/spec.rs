@@ -6,6 +6,8 @@
 //! document cannot promise a field, a limit or a value the parser does not
 //! enforce, nor the parser accept one the document does not show.
 
+use serde_json::Value;
+
 /// One field of a record or of an item of one.
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
@@ -36,6 +38,9 @@ pub enum Kind {
     Money,
     /// The same, greater than zero.
     Positive,
+    /// A percentage: an exact decimal from 0 to 100 with at most four
+    /// decimal places.
+    Percent,
     /// A whole number from 1 to `i32::MAX`.
     Count,
     /// A `YYYY-MM-DD` date.
@@ -44,6 +49,12 @@ pub enum Kind {
     /// its own offset) is kept.
     DateOrTime,
     Bool,
+    /// An array of at most `items` strings, each trimmed and of at most
+    /// `max` characters; blank ones are left out, and so are repeats.
+    Texts {
+        items: usize,
+        max: usize,
+    },
     /// One of these names (`Named::NAMES` of the enum it is read as).
     Enum(&'static [&'static str]),
     /// Another record, by `<name>_id` (a UUID) or by `<name>_external_id`
@@ -53,6 +64,10 @@ pub enum Kind {
     /// A GL account of the entity's chart, by `gl_account_id` or by
     /// `gl_account_number`: exactly one of the two.
     GlAccount,
+    /// An object with `of`'s fields.
+    Object {
+        of: &'static [Field],
+    },
     /// An array of objects, each with `of`'s fields.
     Items {
         min: usize,
@@ -96,6 +111,19 @@ impl Field {
         Self { aliases, ..self }
     }
 
+    /// Whether a record gives this field by `key`: one of its names or an
+    /// alias of one.
+    pub fn reads(&self, key: &str) -> bool {
+        let own = match self.kind {
+            Kind::Reference => key
+                .strip_prefix(self.name)
+                .is_some_and(|rest| rest == "_id" || rest == "_external_id"),
+            Kind::GlAccount => key == "gl_account_id" || key == "gl_account_number",
+            _ => key == self.name,
+        };
+        own || self.aliases.iter().any(|(alias, _)| *alias == key)
+    }
+
     /// The names this field is given by in a record: its own, or the two of a
     /// reference.
     pub fn names(&self) -> Vec<String> {
@@ -107,5 +135,152 @@ impl Field {
             Kind::GlAccount => vec!["gl_account_id".to_owned(), "gl_account_number".to_owned()],
             _ => vec![self.name.to_owned()],
         }
+    }
+}
+
+/// Whether a JSON value carries something: null, an empty string and one of
+/// spaces alone are a field left out, as exports write an empty cell.
+pub fn carries(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::String(s) => !s.trim().is_empty(),
+        _ => true,
+    }
+}
+
+/// The keys of `record` that no field of `spec` reads, besides the keys
+/// `besides` at its top (`external_id`): each as its path in the record
+/// (`line_items[2].variant_id`). A key left out as [`carries`] says is not
+/// one: it carries nothing to lose.
+pub fn unread_fields(record: &Value, spec: &[Field], besides: &[&str]) -> Vec<String> {
+    let mut unread = Vec::new();
+    collect_unread(record, spec, besides, "", &mut unread);
+    unread
+}
+
+fn collect_unread(
+    value: &Value,
+    spec: &[Field],
+    besides: &[&str],
+    at: &str,
+    unread: &mut Vec<String>,
+) {
+    let Value::Object(object) = value else {
+        return;
+    };
+    for (key, value) in object {
+        if !carries(value) || besides.contains(&key.as_str()) {
+            continue;
+        }
+        match spec.iter().find(|f| f.reads(key)).map(|f| f.kind) {
+            None => unread.push(format!("{at}{key}")),
+            Some(Kind::Items { of, .. }) => {
+                for (i, item) in value.as_array().into_iter().flatten().enumerate() {
+                    collect_unread(item, of, &[], &format!("{at}{key}[{i}]."), unread);
+                }
+            }
+            Some(Kind::Object { of }) => {
+                collect_unread(value, of, &[], &format!("{at}{key}."), unread);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// A path with its item indexes left out (`line_items[].variant_id`): the
+/// field, whichever item carried it.
+pub fn field_of(path: &str) -> String {
+    let mut field = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                field.push('[');
+            }
+            ']' => {
+                in_index = false;
+                field.push(']');
+            }
+            _ if in_index => {}
+            c => field.push(c),
+        }
+    }
+    field
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const LINE: &[Field] = &[
+        Field::required("product", Kind::Reference, ""),
+        Field::optional("quantity", Kind::Count, "").aliased(&[("qty", "quantity")]),
+    ];
+    const RECORD: &[Field] = &[
+        Field::required("title", Kind::Text { max: 10 }, ""),
+        Field::required("gl_account", Kind::GlAccount, ""),
+        Field::optional(
+            "discount",
+            Kind::Object {
+                of: &[Field::required("value", Kind::Money, "")],
+            },
+            "",
+        ),
+        Field::optional(
+            "lines",
+            Kind::Items {
+                min: 0,
+                max: 10,
+                of: LINE,
+            },
+            "",
+        ),
+    ];
+
+    #[test]
+    fn the_unread_fields_are_every_key_no_field_reads_at_any_depth() {
+        let record = json!({
+            "external_id": "X-1",
+            "title": "Mug",
+            "gl_account_number": "6100",
+            "colour": "red",
+            "tags": "",
+            "notes": null,
+            "discount": {"value": 5, "type": "percentage"},
+            "lines": [
+                {"product_external_id": "P-1", "qty": 2, "variant_id": "V-1"},
+                {"product_id": "8d7c", "location": {"bin": 4}},
+                "not an object",
+            ],
+        });
+        let mut unread = unread_fields(&record, RECORD, &["external_id"]);
+        unread.sort();
+        assert_eq!(
+            unread,
+            [
+                "colour",
+                "discount.type",
+                "lines[0].variant_id",
+                "lines[1].location"
+            ],
+            "empty and null keys carry nothing; external_id is read elsewhere"
+        );
+        assert_eq!(
+            unread_fields(&record, RECORD, &[])
+                .first()
+                .map(String::as_str),
+            Some("colour")
+        );
+        assert!(unread_fields(&json!([1]), RECORD, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_field_is_its_path_without_indexes() {
+        assert_eq!(field_of("lines[12].variant_id"), "lines[].variant_id");
+        assert_eq!(field_of("a[0].b[3].c"), "a[].b[].c");
+        assert_eq!(field_of("colour"), "colour");
     }
 }

@@ -59,6 +59,8 @@ pub enum Form {
     Bool,
     /// One of these names.
     Enum(&'static [&'static str]),
+    /// An array of strings (a `text[]` column).
+    Texts,
 }
 
 /// The child rows of an array property: `select ... from {from} where

@@ -226,6 +226,7 @@ impl JobRunner {
             conflict_mode: job.conflict_mode,
             actor: &actor,
             may_bypass_period_check: job.may_bypass_period_check,
+            strict: job.strict,
         };
         if job.conflict_mode == ConflictMode::Error {
             self.retrying("batch", deadline, || {

@@ -496,7 +496,9 @@ function newJobRow(id) {
   const errorsLink = document.createElement("a");
   errorsLink.className = "errors-link";
   errorsLink.href = `#/jobs/${id}/errors`;
-  actions.append(errorsLink);
+  const notKept = document.createElement("span");
+  notKept.className = "not-kept";
+  actions.append(errorsLink, notKept);
   tr.append(created, resource, source, status, progressCell, succeeded, failed, rate, actions);
   return {
     tr,
@@ -511,7 +513,16 @@ function newJobRow(id) {
     failed,
     rate,
     errorsLink,
+    notKept,
   };
+}
+
+/** What a job's records carried that no field reads, as one sentence. */
+function notKeptText(job) {
+  const ignored = job.ignored_fields || [];
+  if (ignored.length === 0) return "";
+  const fields = ignored.map((f) => `${f.field} (${f.records.toLocaleString()} records)`);
+  return `Not kept, no such field: ${fields.join(", ")}.`;
 }
 
 /** Updates the rows in place, so they do not flicker and stay clickable. */
@@ -542,6 +553,9 @@ function renderJobs() {
     row.rate.textContent = formatRate(rateOf(job));
     row.errorsLink.hidden = job.failed_records === 0;
     row.errorsLink.textContent = `Errors (${job.failed_records.toLocaleString()})`;
+    const notKept = notKeptText(job);
+    row.notKept.hidden = notKept === "";
+    row.notKept.textContent = notKept;
     ordered.push(row.tr);
   }
   const shown = new Set(jobs.list.map((j) => j.id));
@@ -574,7 +588,8 @@ async function openErrors(jobId) {
     $("errors-summary").textContent =
       `${job.resource} from ${job.external_source}, ${job.status}: ` +
       `${job.failed_records.toLocaleString()} of ${job.total_records.toLocaleString()} records failed` +
-      (TERMINAL.has(job.status) ? "." : " so far.");
+      (TERMINAL.has(job.status) ? "." : " so far.") +
+      (notKeptText(job) ? ` ${notKeptText(job)}` : "");
   } catch (e) {
     if (generation !== errors.generation) return;
     banner.show(e, "Loading the job");

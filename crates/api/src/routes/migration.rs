@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::audit::Actor;
-use domain::import::{ImportContext, import_batch};
+use domain::import::{ImportContext, ignored_fields, import_batch};
 use domain::jobs::{self, Idempotency, JobStatus, ListError, ListFilter, NewJob, Submission};
 use domain::spec::EXTERNAL_SOURCE_MAX;
 use domain::{ConflictMode, Resource};
@@ -50,6 +50,7 @@ pub fn routes() -> Vec<Route> {
                         "true: run every rule synchronously and write nothing.",
                         json!({"type": "boolean"}),
                     ),
+                    strict_parameter(),
                     json!({"name": "Idempotency-Key", "in": "header", "required": false,
                        "description": "At most 255 characters, kept 24 h: a retry with the same body replays the first response.",
                        "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX, "pattern": "\\S"}}),
@@ -95,7 +96,11 @@ pub fn routes() -> Vec<Route> {
             Policy::Scopes(vec![&["migration:read"]]),
             Doc::Operation(
                 Operation::new("migration", "Get a job.")
-                    .responds("200", "The job.", reference("Job"))
+                    .parameters([json!({"name": "If-None-Match", "in": "header", "required": false,
+                        "description": "The ETag of a previous answer: 304 while the job has not changed.",
+                        "schema": {"type": "string"}})])
+                    .responds("200", "The job, with its ETag.", reference("Job"))
+                    .responds_with("304", json!({"description": "The job has not changed since the ETag given."}))
                     .errors(&[("404", "not_found.")]),
             ),
             get_job,
@@ -305,6 +310,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(key))
 }
 
+/// The `strict` query parameter of the endpoints that write records.
+pub(crate) fn strict_parameter() -> Value {
+    query(
+        "strict",
+        "true: a field the service does not read is the record's error unknown_field (param: its path) instead of being reported in ignored_fields.",
+        json!({"type": "boolean"}),
+    )
+}
+
 /// `POST /v1/entities/{entity_id}/migration/{resource}/bulk`
 async fn submit_bulk(
     State(state): State<AppState>,
@@ -316,15 +330,22 @@ async fn submit_bulk(
 ) -> Result<Response, ApiError> {
     let resource = parse_resource(&resource)?;
     let dry_run = params.flag("dry_run")?;
+    let strict = params.flag("strict")?;
     let key = idempotency_key(&headers)?;
     let body = body.map_err(body_error)?;
     // Parsing and checking a thousand records takes milliseconds of CPU: off
     // the async threads, which meanwhile answer the status reads.
-    let request = {
+    let (request, ignored) = {
         let body = body.clone();
-        tokio::task::spawn_blocking(move || BulkRequest::parse(&body))
-            .await
-            .map_err(|e| ApiError::internal(&e))??
+        tokio::task::spawn_blocking(move || {
+            BulkRequest::parse(&body).map(|request| {
+                let records = request.records.as_array().expect("parse keeps an array");
+                let ignored = ignored_fields(resource, records, strict);
+                (request, ignored)
+            })
+        })
+        .await
+        .map_err(|e| ApiError::internal(&e))??
     };
     let tenant = principal.tenant();
 
@@ -339,6 +360,7 @@ async fn submit_bulk(
             conflict_mode: request.conflict_mode,
             actor: &actor,
             may_bypass_period_check: principal.may_bypass_period_check(),
+            strict,
         };
         let records = request.records.as_array().expect("parse keeps an array");
         let mut tx = state.pool.begin().await?;
@@ -358,6 +380,8 @@ async fn submit_bulk(
             "updated_records": t.updated,
             "skipped_records": t.skipped,
             "replaced_records": t.replaced,
+            "strict": strict,
+            "ignored_fields": ignored,
             "errors": t.errors,
         }))
         .into_response());
@@ -386,6 +410,8 @@ async fn submit_bulk(
             submitted_by: Some(principal.key_id),
             retry_of: None,
             may_bypass_period_check: principal.may_bypass_period_check(),
+            strict,
+            ignored_fields: &ignored,
         },
         idempotency,
     )
@@ -404,19 +430,25 @@ fn submission_response(state: &AppState, resource: Resource, submission: Submiss
                 .jobs_accepted
                 .with_label_values(&[resource.as_str()])
                 .inc();
-            let location = format!("/v1/entities/{}/migration/jobs/{}", job.entity_id, job.id);
+            let location = job_location(job.entity_id, job.id);
             let mut response = (StatusCode::ACCEPTED, Json(job)).into_response();
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
+            response.headers_mut().insert(header::LOCATION, location);
             response
         }
         Submission::Replayed { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+            // The replay points at the job the first response created, as
+            // that response did.
+            let job = |key: &str| body[key].as_str().and_then(|s| s.parse::<Uuid>().ok());
+            let location = job("entity_id")
+                .zip(job("id"))
+                .map(|(entity, id)| job_location(entity, id));
             let mut response = (status, Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            let headers = response.headers_mut();
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            if let Some(location) = location {
+                headers.insert(header::LOCATION, location);
+            }
             response
         }
         Submission::KeyReused => ApiError::conflict(
@@ -429,16 +461,49 @@ fn submission_response(state: &AppState, resource: Resource, submission: Submiss
     }
 }
 
+/// Where a job is read.
+fn job_location(entity_id: Uuid, job_id: Uuid) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v1/entities/{entity_id}/migration/jobs/{job_id}"))
+        .expect("a path of two UUIDs is a header value")
+}
+
 /// `GET /v1/entities/{entity_id}/migration/jobs/{job_id}`
+///
+/// With an `ETag`: a client polling a job sends it back in `If-None-Match`
+/// and gets `304 Not Modified`, without a body, until the job changes.
 async fn get_job(
     State(state): State<AppState>,
     principal: Principal,
     JobId(job_id): JobId,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    match jobs::get(&state.pool, principal.tenant(), job_id).await? {
-        Some(job) => Ok(Json(job).into_response()),
-        None => Err(no_such_job(job_id)),
-    }
+    let Some(job) = jobs::get(&state.pool, principal.tenant(), job_id).await? else {
+        return Err(no_such_job(job_id));
+    };
+    let body = serde_json::to_vec(&job).map_err(|e| ApiError::internal(&e))?;
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+    let etag = HeaderValue::from_str(&etag).expect("hex in quotes is a header value");
+    let unchanged = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag.as_bytes() == etag.as_bytes());
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
+    };
+    response.headers_mut().insert(header::ETAG, etag);
+    Ok(response)
 }
 
 fn no_such_job(job_id: Uuid) -> ApiError {
@@ -576,7 +641,9 @@ async fn retry_job(
         ));
     }
     let count = i32::try_from(failed.len()).expect("a job holds at most 1000 records");
-    let records = Value::Array(failed.into_iter().map(|f| f.record).collect());
+    let records: Vec<Value> = failed.into_iter().map(|f| f.record).collect();
+    let ignored = ignored_fields(resource, &records, job.strict);
+    let records = Value::Array(records);
     let request_hash = {
         let mut hasher = Sha256::new();
         hasher.update(b"retry\n");
@@ -596,6 +663,8 @@ async fn retry_job(
             submitted_by: Some(principal.key_id),
             retry_of: Some(job_id),
             may_bypass_period_check: principal.may_bypass_period_check(),
+            strict: job.strict,
+            ignored_fields: &ignored,
         },
         key.map(|key| Idempotency {
             key,

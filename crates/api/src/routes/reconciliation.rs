@@ -92,8 +92,11 @@ async fn trial_balance(
         domain::ledger::trial_balance(&state.pool, principal.tenant(), as_of, source).await?;
     Ok(Json(json!({
         "object": "trial_balance",
+        "entity_id": principal.tenant().entity_id,
         "as_of_date": as_of,
         "external_source": source,
+        "rows": balance.rows,
+        "totals": balance.totals,
         "accounts": balance.accounts,
         "total_debits": balance.total_debits,
         "total_credits": balance.total_credits,

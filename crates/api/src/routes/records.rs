@@ -12,15 +12,16 @@ use axum::response::{IntoResponse, Response};
 use domain::Resource;
 use domain::audit::Actor;
 use domain::error::{HandlerError, RecordError, RecordErrorKind};
-use domain::import::SingleContext;
+use domain::import::{SingleContext, ignored_in_single};
 use domain::read::{self, ReadError, ReadFilter, Readable};
 use serde_json::{Value, json};
 
 use crate::authz::Policy;
 use crate::error::ErrorType;
-use crate::extract::{Paging, RecordCursor, RecordId};
+use crate::extract::{Paging, Params, RecordCursor, RecordId};
 use crate::openapi::{self, Operation, query, reference};
 use crate::request::{body_error, inspect_record};
+use crate::routes::migration::strict_parameter;
 use crate::routes::{Doc, Route};
 use crate::{ApiError, AppState, context};
 
@@ -52,16 +53,21 @@ pub fn routes() -> Vec<Route> {
                         "records",
                         format!("Create one record of {name} through the canonical handler."),
                     )
+                    .parameters([strict_parameter()])
                     .request(openapi::single_create_payload(resource))
-                    .responds("201", "The record.", reference(schema))
+                    .responds(
+                        "201",
+                        "The record, and the fields of the request it did not keep.",
+                        openapi::created_record(schema),
+                    )
                     .errors(&[
                         ("409", "external_id_conflict, duplicate_sku, ..."),
                         ("413", "payload_too_large."),
                         ("422", "A rule of the resource: see code and param."),
                     ]),
                 ),
-                move |state, principal, headers, body| {
-                    create(resource, state, principal, headers, body)
+                move |state, principal, params, headers, body| {
+                    create(resource, state, principal, params, headers, body)
                 },
             ),
             Route::new(
@@ -208,9 +214,11 @@ async fn create(
     resource: Resource,
     State(state): State<AppState>,
     principal: Principal,
+    params: Params,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let strict = params.flag("strict")?;
     let body = body.map_err(body_error)?;
     let record: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
@@ -228,6 +236,7 @@ async fn create(
         tenant,
         may_bypass_period_check: principal.may_bypass_period_check(),
         actor: &actor,
+        strict,
     };
     let mut tx = state.pool.begin().await?;
     let id = match domain::import::create_one(&mut tx, resource, &record, single).await {
@@ -236,9 +245,12 @@ async fn create(
         Err(HandlerError::Database(e)) => return Err(e.into()),
     };
     tx.commit().await?;
-    let created = read::get(&state.pool, tenant, Readable::Resource(resource), id)
+    let mut created = read::get(&state.pool, tenant, Readable::Resource(resource), id)
         .await?
         .ok_or_else(|| ApiError::internal(&"a record just created cannot be read"))?;
+    // What the record carried that was not kept, beside the record itself
+    // (nothing in strict mode, where such a field was refused).
+    created["ignored_fields"] = json!(ignored_in_single(resource, &record));
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

@@ -306,8 +306,10 @@ fn an_app_without_workers() -> AppOptions {
 #[tokio::test]
 async fn the_console_follows_a_job_to_its_errors_and_downloads_them() {
     let app = spawn_app_with(an_app_without_workers()).await;
-    // Three good products, one without a title, one reusing the first's sku.
+    // Three good products, one without a title, one reusing the first's sku;
+    // the first carries a field no product has.
     let mut records = products(3);
+    records[0]["vendors"] = json!([{"vendor_external_id": "V-1"}]);
     records.push(json!({
         "external_id": "P-untitled", "product_type": "physical", "sku": "SKU-U",
     }));
@@ -350,6 +352,10 @@ async fn the_console_follows_a_job_to_its_errors_and_downloads_them() {
     assert_eq!(text(".failed").await, "2");
     assert!(text(".rate").await.ends_with("/s"), "a rate is shown");
     assert_eq!(
+        text(".not-kept").await,
+        "Not kept, no such field: vendors (1 records)."
+    );
+    assert_eq!(
         browser
             .find(&format!("{row} progress"))
             .await
@@ -379,6 +385,11 @@ async fn the_console_follows_a_job_to_its_errors_and_downloads_them() {
             t.contains("missing_required_field") && t.contains("duplicate_sku")
         })
         .await;
+    let summary = browser.text("#errors-summary").await.unwrap_or_default();
+    assert!(
+        summary.ends_with("Not kept, no such field: vendors (1 records)."),
+        "{summary}"
+    );
     let rows = browser
         .client
         .find_all(Locator::Css("#errors-body tr"))

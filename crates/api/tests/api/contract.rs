@@ -458,3 +458,645 @@ async fn create_an_order_page_order_date_is_optional_and_may_be_a_date_time() {
     assert_eq!(status, StatusCode::CREATED, "{quote}");
     assert_eq!(quote["order_date"], "2023-11-07", "the date as written");
 }
+
+/// Creates one record through `POST /v1/entities/{entity}/{resource}` and
+/// returns what it answered, which must be 201.
+async fn create(app: &crate::helpers::TestApp, resource: &str, body: Value) -> Value {
+    let (status, created) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/{resource}", app.entity_id),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{resource}: {created}");
+    created
+}
+
+/// A vendor account and two products with a list price and a cost.
+async fn vendor_and_products(app: &crate::helpers::TestApp) -> (Value, Value, Value) {
+    let vendor = create(
+        app,
+        "accounts",
+        json!({"name": "Acme Supply", "account_type": "vendor"}),
+    )
+    .await;
+    let dome = create(
+        app,
+        "products",
+        json!({"title": "Dome Riser", "product_type": "physical", "list_price": 5, "cost": 3}),
+    )
+    .await;
+    let flat = create(
+        app,
+        "products",
+        json!({"title": "Flat Riser", "product_type": "physical", "list_price": 5, "cost": 3}),
+    )
+    .await;
+    (vendor, dome, flat)
+}
+
+/// guides/purchase-to-pay-flow, stage 1: a purchase order's lines are priced
+/// by `cost_rate` (24 x 18.00 + 12 x 15.00), not by the products' list price;
+/// the example's `location_id`, `payment_terms` and line `notes` are fields
+/// the service does not keep, and it says so.
+#[tokio::test]
+async fn purchase_to_pay_guide_prices_a_purchase_order_by_cost_rate() {
+    let app = spawn_app().await;
+    let (vendor, dome, flat) = vendor_and_products(&app).await;
+    let po = create(
+        &app,
+        "orders",
+        json!({
+            "document_type": "purchase_order",
+            "account_id": vendor["id"],
+            "location_id": "loc_main_warehouse_uuid",
+            "payment_terms": "Net30",
+            "line_items": [
+                {"product_id": dome["id"], "quantity": 24, "cost_rate": 18.00,
+                 "notes": "Dome Riser Kit - Q2 restock"},
+                {"product_id": flat["id"], "quantity": 12, "cost_rate": 15.00},
+            ],
+        }),
+    )
+    .await;
+    assert_eq!(po["order_total"], 612, "{po}");
+    assert_eq!(po["line_items"][0]["cost_rate"], 18);
+    assert_eq!(po["line_items"][0]["line_total"], 432);
+    assert_eq!(po["line_items"][1]["line_total"], 180);
+    assert_eq!(
+        po["ignored_fields"],
+        json!([
+            {"field": "line_items[].notes", "records": 1},
+            {"field": "location_id", "records": 1},
+            {"field": "payment_terms", "records": 1},
+        ]),
+        "{po}"
+    );
+
+    // Without a cost_rate a purchase order line costs what the product does;
+    // a sales line is priced at the list price and keeps the product's cost.
+    let po = create(
+        &app,
+        "orders",
+        json!({
+            "document_type": "purchase_order",
+            "account_id": vendor["id"],
+            "line_items": [{"product_id": dome["id"], "quantity": 2}],
+        }),
+    )
+    .await;
+    assert_eq!(po["order_total"], 6, "{po}");
+    let customer = create(
+        &app,
+        "accounts",
+        json!({"name": "Acme Landscaping", "account_type": "business"}),
+    )
+    .await;
+    let order = create(
+        &app,
+        "orders",
+        json!({
+            "account_id": customer["id"],
+            "line_items": [{"product_id": dome["id"], "quantity": 2}],
+        }),
+    )
+    .await;
+    assert_eq!(order["order_total"], 10, "{order}");
+    assert_eq!(order["line_items"][0]["cost_rate"], 3, "{order}");
+    assert_eq!(order["ignored_fields"], json!([]));
+}
+
+/// purchasing/create-a-vendor-bill: an item's `tax_rate` is kept and taxed
+/// (a percentage: the page gives no unit, see the README): 100 at 8.25%
+/// makes a bill of 108.25, and payables are credited with all of it.
+#[tokio::test]
+async fn create_a_vendor_bill_page_taxes_an_item_by_tax_rate() {
+    let app = spawn_app().await;
+    let (vendor, dome, _) = vendor_and_products(&app).await;
+    let supplies = gl_account_id(&app, "6010").await;
+    let bill = create(
+        &app,
+        "vendor-bills",
+        json!({
+            "vendor_id": vendor["id"],
+            "bill_date": "2026-01-15",
+            "items": [
+                {"description": "Risers", "amount": 100, "product_id": dome["id"],
+                 "quantity": 4, "unit_cost": 25, "tax_rate": 8.25,
+                 "gl_account_id": supplies},
+                {"description": "Freight", "amount": 20, "gl_account_id": supplies},
+            ],
+        }),
+    )
+    .await;
+    assert_eq!(bill["subtotal"], 120, "{bill}");
+    assert_eq!(bill["tax_total"], 8.25, "{bill}");
+    assert_eq!(bill["bill_total"], 128.25, "{bill}");
+    assert_eq!(bill["balance_due"], 128.25);
+    assert_eq!(bill["items"][0]["tax_rate"], 8.25);
+    assert_eq!(bill["items"][0]["tax_amount"], 8.25);
+    assert_eq!(bill["items"][1]["tax_amount"], 0);
+    assert!(bill["items"][1]["tax_rate"].is_null());
+
+    let (status, balance) = app
+        .get_entity("reconciliation/trial-balance?as_of_date=2026-01-31")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{balance}");
+    assert_eq!(balance["totals"]["balance"], 0, "{balance}");
+    assert_eq!(balance["totals"]["debit_total"], 128.25, "{balance}");
+
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/vendor-bills", app.entity_id),
+            Some(&json!({
+                "vendor_id": vendor["id"],
+                "bill_date": "2026-01-15",
+                "items": [{"amount": 100, "tax_rate": 101, "gl_account_id": supplies}],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["param"], "items[0].tax_rate", "{error}");
+}
+
+/// guides/purchase-to-pay-flow, stage 4: a payment names the bill it pays as
+/// `bill_id` on the payment itself, and the bill is paid by it.
+#[tokio::test]
+async fn purchase_to_pay_guide_applies_a_payment_to_its_bill_id() {
+    let app = spawn_app().await;
+    let (vendor, _, _) = vendor_and_products(&app).await;
+    let supplies = gl_account_id(&app, "6010").await;
+    let bill = create(
+        &app,
+        "vendor-bills",
+        json!({
+            "vendor_id": vendor["id"],
+            "bill_date": "2026-01-15",
+            "items": [{"amount": 612, "gl_account_id": supplies}],
+        }),
+    )
+    .await;
+    let payment = create(
+        &app,
+        "ap-payments",
+        json!({
+            "vendor_id": vendor["id"],
+            "bill_id": bill["id"],
+            "payment_date": "2026-02-14",
+            "amount": 500,
+            "method": "ach",
+        }),
+    )
+    .await;
+    assert_eq!(payment["amount_applied"], 500, "{payment}");
+    assert_eq!(payment["applications"][0]["bill_id"], bill["id"]);
+    assert_eq!(payment["ignored_fields"], json!([]));
+    let (status, bill) = app
+        .get_entity(&format!(
+            "vendor-bills/{}",
+            bill["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bill["balance_due"], 112, "{bill}");
+
+    // More than the bill has open is the bill's error, named as given.
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/ap-payments", app.entity_id),
+            Some(&json!({
+                "vendor_id": vendor["id"],
+                "bill_id": bill["id"],
+                "payment_date": "2026-02-15",
+                "amount": 200,
+                "method": "ach",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"], "amount_exceeds_bill_balance_due");
+    assert_eq!(error["param"], "amount", "{error}");
+
+    // A bill and applications at once is ambiguous.
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/ap-payments", app.entity_id),
+            Some(&json!({
+                "vendor_id": vendor["id"],
+                "bill_id": bill["id"],
+                "payment_date": "2026-02-15",
+                "amount": 10,
+                "method": "ach",
+                "applications": [{"bill_id": bill["id"], "amount": 10}],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["param"], "bill_id", "{error}");
+}
+
+/// guides/creating-accounts-with-addresses: with no address flagged, the
+/// first address of each type is its account's default.
+#[tokio::test]
+async fn creating_accounts_with_addresses_guide_defaults_the_first_of_each_type() {
+    let app = spawn_app().await;
+    let address = |kind: &str, city: &str| json!({"type": kind, "city": city});
+    let account = create(
+        &app,
+        "accounts",
+        json!({
+            "name": "Acme Landscaping",
+            "account_type": "business",
+            "addresses": [
+                address("shipping", "Peoria"),
+                address("billing", "Springfield"),
+                address("shipping", "Decatur"),
+                address("billing", "Chicago"),
+            ],
+        }),
+    )
+    .await;
+    let flags: Vec<(bool, bool)> = account["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .map(|a| {
+            (
+                a["is_default_billing"] == true,
+                a["is_default_shipping"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [(false, true), (true, false), (false, false), (false, false)],
+        "{account}"
+    );
+
+    // A flag given is kept, and no other address of its type takes it.
+    let mut second = address("billing", "Chicago");
+    second["is_default_billing"] = json!(true);
+    let account = create(
+        &app,
+        "accounts",
+        json!({
+            "name": "Acme Irrigation",
+            "account_type": "business",
+            "addresses": [address("billing", "Springfield"), second],
+        }),
+    )
+    .await;
+    assert_eq!(account["addresses"][0]["is_default_billing"], false);
+    assert_eq!(account["addresses"][1]["is_default_billing"], true);
+}
+
+/// guides/reconciliation-api, "Trial balance": `entity_id`, `rows` of
+/// `account_id`, `account_number`, `account_name`, `debit_total`,
+/// `credit_total`, `balance`, and `totals` whose balance is 0.00 when the
+/// books tie.
+#[tokio::test]
+async fn reconciliation_guide_trial_balance_has_rows_and_totals() {
+    let app = spawn_app().await;
+    let rent = gl_account_id(&app, "6010").await;
+    let cash = gl_account_id(&app, "1010").await;
+    create(
+        &app,
+        "journal-entries",
+        json!({
+            "entry_date": "2026-01-31",
+            "lines": [
+                {"account_id": rent, "debit_amount": 1500},
+                {"account_id": cash, "credit_amount": 1500},
+            ],
+        }),
+    )
+    .await;
+    let (status, balance) = app
+        .get_entity("reconciliation/trial-balance?as_of_date=2026-07-12")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{balance}");
+    assert_eq!(balance["object"], "trial_balance");
+    assert_eq!(balance["entity_id"], app.entity_id.to_string());
+    assert_eq!(balance["as_of_date"], "2026-07-12");
+    assert!(balance["external_source"].is_null());
+    let rows = balance["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{balance}");
+    assert_eq!(rows[0]["account_id"], cash.as_str());
+    assert_eq!(rows[0]["account_number"], "1010");
+    assert!(rows[0]["account_name"].is_string());
+    assert_eq!(rows[0]["debit_total"], 0);
+    assert_eq!(rows[0]["credit_total"], 1500);
+    assert_eq!(rows[0]["balance"], -1500);
+    assert_eq!(rows[1]["balance"], 1500);
+    assert_eq!(
+        balance["totals"],
+        json!({"debit_total": 1500, "credit_total": 1500, "balance": 0})
+    );
+}
+
+/// Issue 16, "nothing silently lost": a job, a dry run and a single create
+/// report the fields they did not keep, with how many records carried each.
+#[tokio::test]
+async fn a_field_the_service_does_not_read_is_reported_not_dropped() {
+    let app = spawn_app().await;
+    let mut records = products(3);
+    records[0]["vendors"] = json!([{"vendor_id": Uuid::now_v7(), "cost": 3}]);
+    records[1]["vendors"] = json!([]);
+    records[1]["tags"] = json!("");
+    records[2]["price"] = json!(12.5);
+    records[2]["product_type"] = json!("variant_parent");
+    records[2]["variants"] = json!([
+        {"title": "Small", "product_type": "physical", "sku": "P-2-S", "colour": "red"},
+        {"title": "Medium", "product_type": "physical", "sku": "P-2-M", "colour": "blue"},
+    ]);
+    let expected = json!([
+        {"field": "price", "records": 1},
+        {"field": "variants[].colour", "records": 1},
+        {"field": "vendors", "records": 2},
+    ]);
+
+    let (status, dry) = app.dry_run(&bulk(records.clone(), "skip")).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["succeeded_records"], 3, "{dry}");
+    assert_eq!(dry["ignored_fields"], expected, "{dry}");
+    assert_eq!(dry["strict"], false);
+
+    let submitted = app.submit_ok(&bulk(records.clone(), "skip")).await;
+    assert_eq!(submitted["ignored_fields"], expected, "{submitted}");
+    let job = app
+        .wait_for_job(submitted["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["ignored_fields"], expected, "{job}");
+
+    let product = create(
+        &app,
+        "products",
+        json!({"title": "Mug", "product_type": "physical", "price": 9, "external_source": ""}),
+    )
+    .await;
+    assert_eq!(
+        product["ignored_fields"],
+        json!([{"field": "price", "records": 1}])
+    );
+    assert!(product["list_price"].is_null(), "{product}");
+}
+
+/// Issue 16: with `strict=true` a field the service does not read is the
+/// record's error `unknown_field`, naming its path; the others load.
+#[tokio::test]
+async fn strict_refuses_a_field_the_service_does_not_read() {
+    let app = spawn_app().await;
+    let mut records = products(3);
+    records[1]["product_type"] = json!("variant_parent");
+    records[1]["variants"] = json!([
+        {"title": "Small", "product_type": "physical", "sku": "P-1-S", "colour": "red"},
+    ]);
+    records[2]["price"] = json!(12.5);
+    let body = bulk(records, "skip");
+    let strict = |dry_run: bool| {
+        format!(
+            "{}?strict=true{}",
+            app.bulk_path("products"),
+            if dry_run { "&dry_run=true" } else { "" }
+        )
+    };
+
+    let (status, dry) = app.send(Method::POST, &strict(true), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["strict"], true);
+    assert_eq!(dry["ignored_fields"], json!([]));
+    assert_eq!(dry["failed_records"], 2, "{dry}");
+
+    let (status, submitted) = app.send(Method::POST, &strict(false), Some(&body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+    assert_eq!(submitted["strict"], true);
+    let job = app
+        .wait_for_job(submitted["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(job["status"], "partial", "{job}");
+    assert_eq!(job["succeeded_records"], 1);
+    let errors = job["errors"].as_array().expect("errors");
+    let found: Vec<(&Value, &Value, &Value)> = errors
+        .iter()
+        .map(|e| (&e["index"], &e["code"], &e["param"]))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                &json!(1),
+                &json!("unknown_field"),
+                &json!("variants[0].colour")
+            ),
+            (&json!(2), &json!("unknown_field"), &json!("price")),
+        ],
+        "{job}"
+    );
+
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/products?strict=true", app.entity_id),
+            Some(&json!({"title": "Mug", "product_type": "physical", "price": 9})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"], "unknown_field");
+    assert_eq!(error["param"], "price");
+    assert_eq!(app.count("products").await, 1, "nothing half-written");
+}
+
+/// concepts/idempotency: a replayed submission answers as the first did,
+/// `Location` included.
+#[tokio::test]
+async fn idempotency_page_a_replay_has_the_location_of_the_job() {
+    let app = spawn_app().await;
+    let body = bulk(products(1), "skip");
+    let submit = || {
+        app.request(Method::POST, &app.bulk_path("products"))
+            .header("Idempotency-Key", "replay-location")
+            .json(&body)
+            .send()
+    };
+    let first = submit().await.expect("sent");
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let location = first.headers()["location"].clone();
+    let replay = submit().await.expect("sent");
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.headers()["location"], location);
+}
+
+/// A job read carries an `ETag`; with it in `If-None-Match` a poll of a job
+/// that has not changed is `304 Not Modified`, without a body.
+#[tokio::test]
+async fn a_job_poll_is_not_modified_while_the_job_is_not() {
+    let app = spawn_app().await;
+    let job = app.import(&bulk(products(2), "skip")).await;
+    let path = app.job_path(job["id"].as_str().expect("id"));
+    let first = app.request(Method::GET, &path).send().await.expect("sent");
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].clone();
+    let again = app
+        .request(Method::GET, &path)
+        .header("If-None-Match", etag.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"], etag);
+    assert!(again.bytes().await.expect("body").is_empty());
+    let other = app
+        .request(Method::GET, &path)
+        .header("If-None-Match", "\"something-else\"")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(other.status(), StatusCode::OK);
+}
+
+/// guides/creating-accounts-with-addresses, "Full B2B onboarding graph": an
+/// address's `label`, the contacts (`role` stored as `title`) and the tags
+/// are kept; the payment method, which a migration cannot carry (a card
+/// token of the ERP's processor), is reported as not kept.
+#[tokio::test]
+async fn creating_accounts_with_addresses_guide_keeps_contacts_tags_and_labels() {
+    let app = spawn_app().await;
+    let account = create(
+        &app,
+        "accounts",
+        json!({
+            "account_type": "business",
+            "name": "Acme Wholesale",
+            "display_name": "Acme",
+            "email": "ap@acme.example",
+            "phone": "+1-555-0100",
+            "credit_limit": 25000.00,
+            "addresses": [
+                {"type": "billing", "label": "HQ", "is_default_billing": true,
+                 "street1": "1 Acme Way", "city": "Austin", "region": "TX",
+                 "postal_code": "78701", "country": "US"},
+                {"type": "shipping", "label": "Main Warehouse", "is_default_shipping": true,
+                 "street1": "100 Industrial Dr", "city": "Austin", "region": "TX",
+                 "postal_code": "78702", "country": "US"},
+            ],
+            "contacts": [
+                {"first_name": "Jane", "last_name": "Doe", "email": "jane@acme.example",
+                 "role": "AP Manager", "is_primary": true},
+                {"first_name": "Raj", "last_name": "Patel", "phone": "+1-555-0101",
+                 "title": "Buyer"},
+            ],
+            "tags": ["wholesale", "net30", "wholesale", " "],
+            "payment_methods": [{"token": "pm_card_visa"}],
+        }),
+    )
+    .await;
+    assert_eq!(account["display_name"], "Acme", "{account}");
+    assert_eq!(account["addresses"][0]["label"], "HQ");
+    assert_eq!(account["addresses"][1]["label"], "Main Warehouse");
+    assert_eq!(account["contacts"][0]["title"], "AP Manager", "{account}");
+    assert_eq!(account["contacts"][0]["is_primary"], true);
+    assert_eq!(account["contacts"][1]["title"], "Buyer");
+    assert_eq!(account["contacts"][1]["is_primary"], false);
+    assert_eq!(account["tags"], json!(["wholesale", "net30"]));
+    assert_eq!(
+        account["ignored_fields"],
+        json!([{"field": "payment_methods", "records": 1}])
+    );
+
+    // Two primary contacts are refused at the second.
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/accounts", app.entity_id),
+            Some(&json!({
+                "account_type": "business",
+                "name": "Acme Retail",
+                "contacts": [
+                    {"first_name": "Jane", "is_primary": true},
+                    {"email": "raj@acme.example", "is_primary": true},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"], "multiple_primary_contacts");
+    assert_eq!(error["param"], "contacts[1].is_primary");
+}
+
+/// guides/creating-orders, "Canonical scenario": a header-level discount
+/// (`{"type": "percentage", "value": 5}`) comes off the total, and the
+/// customer's `po_number` is kept.
+#[tokio::test]
+async fn creating_orders_guide_takes_the_header_discount_off_the_total() {
+    let app = spawn_app().await;
+    let customer = create(
+        &app,
+        "accounts",
+        json!({"name": "Acme Landscaping", "account_type": "business"}),
+    )
+    .await;
+    let stone = create(
+        &app,
+        "products",
+        json!({"title": "Stone", "product_type": "physical", "list_price": 19.99}),
+    )
+    .await;
+    let order = |discount: Value| {
+        json!({
+            "document_type": "sales_order",
+            "account_id": customer["id"],
+            "po_number": "PO-7781",
+            "line_items": [{"product_id": stone["id"], "quantity": 5}],
+            "discount": discount,
+        })
+    };
+    let sold = create(
+        &app,
+        "orders",
+        order(json!({"type": "percentage", "value": 5})),
+    )
+    .await;
+    assert_eq!(sold["subtotal"], 99.95, "{sold}");
+    assert_eq!(
+        sold["discount_total"], 5,
+        "5% of 99.95, to the cent: {sold}"
+    );
+    assert_eq!(sold["order_total"], 94.95);
+    assert_eq!(sold["balance_due"], 94.95);
+    assert_eq!(sold["discount_type"], "percentage");
+    assert_eq!(sold["po_number"], "PO-7781");
+
+    let flat = create(&app, "orders", order(json!({"type": "flat", "value": 10}))).await;
+    assert_eq!(flat["order_total"], 89.95, "{flat}");
+
+    for (discount, param) in [
+        (json!({"type": "flat", "value": 100}), "discount.value"),
+        (
+            json!({"type": "percentage", "value": 101}),
+            "discount.value",
+        ),
+        (json!({"type": "coupon", "value": 1}), "discount.type"),
+        (json!({"value": 1}), "discount.type"),
+        (json!(5), "discount"),
+    ] {
+        let (status, error) = app
+            .send(
+                Method::POST,
+                &format!("/v1/entities/{}/orders", app.entity_id),
+                Some(&order(discount.clone())),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{discount}: {error}"
+        );
+        assert_eq!(error["param"], param, "{discount}: {error}");
+    }
+}

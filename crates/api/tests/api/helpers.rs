@@ -385,6 +385,8 @@ impl TestApp {
                 submitted_by: None,
                 retry_of: None,
                 may_bypass_period_check,
+                strict: false,
+                ignored_fields: &[],
             },
             None,
         )

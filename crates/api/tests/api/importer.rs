@@ -48,6 +48,7 @@ fn options(app: &TestApp, resource: &str, file: &Path) -> Options {
         mapping: None,
         conflict_mode: domain::ConflictMode::Skip,
         dry_run: false,
+        strict: false,
         batch_size: 1000,
         parallel: 2,
         run_label: String::new(),

@@ -30,6 +30,8 @@ async fn a_job_has_exactly_the_documented_fields() {
         "processed_records",
         "succeeded_records",
         "failed_records",
+        "strict",
+        "ignored_fields",
         "errors",
         "retry_of",
         "started_at",

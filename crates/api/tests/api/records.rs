@@ -238,7 +238,9 @@ async fn one_of_each(app: &TestApp) {
             vec![
                 json!({"external_id": "C-1", "name": "Acme", "account_type": "business",
                        "email": "ap@acme.test", "credit_limit": 5000.5,
-                       "addresses": [{"type": "billing", "line1": "1 Main St", "is_default_billing": true}]}),
+                       "addresses": [{"type": "billing", "line1": "1 Main St", "is_default_billing": true}],
+                       "contacts": [{"first_name": "Ann", "email": "ann@acme.test"}],
+                       "tags": ["wholesale"]}),
                 json!({"external_id": "V-1", "name": "Paper Supply Co", "account_type": "vendor"}),
             ],
         ),

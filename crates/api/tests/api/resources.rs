@@ -92,7 +92,7 @@ async fn accounts_get_numbers_per_kind_and_keep_their_addresses() {
     assert_eq!(acme["account_number"], "CUST-00001");
     assert_eq!(
         acme["addresses"],
-        json!([{"type": "billing", "line1": null, "line2": null, "city": "Shelbyville",
+        json!([{"type": "billing", "label": null, "line1": null, "line2": null, "city": "Shelbyville",
         "state": null, "zip": null, "country": null, "is_default_billing": true, "is_default_shipping": false}])
     );
 }

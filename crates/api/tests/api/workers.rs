@@ -226,6 +226,7 @@ async fn a_job_whose_worker_died_is_resumed_at_its_checkpoint_and_the_dead_worke
         external_source: &dead.external_source,
         conflict_mode: dead.conflict_mode,
         may_bypass_period_check: dead.may_bypass_period_check,
+        strict: dead.strict,
     };
     let tally = domain::import::import_records(&mut tx, &ctx, &records, 0)
         .await

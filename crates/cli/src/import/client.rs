@@ -38,6 +38,30 @@ pub struct Client {
     next_slot: tokio::sync::Mutex<tokio::time::Instant>,
     /// Calls that may be in flight at once, kept in reserve in the window.
     parallel: u32,
+    /// `?strict=true` on every submission.
+    strict: bool,
+}
+
+/// The fields the API did not keep, each with how many records carried it
+/// (a job's or dry run's `ignored_fields`).
+pub type Ignored = Vec<(String, u64)>;
+
+fn ignored_fields(answer: &Value) -> Ignored {
+    answer["ignored_fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| Some((f["field"].as_str()?.to_owned(), f["records"].as_u64()?)))
+        .collect()
+}
+
+/// What the API answered a submission.
+pub struct Submitted {
+    pub job: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// An earlier run had made the job.
+    pub resumed: bool,
+    pub ignored: Ignored,
 }
 
 /// The error of one record, as the API reports it.
@@ -72,6 +96,7 @@ pub struct DryRun {
     pub succeeded: u64,
     /// created, updated, skipped, replaced
     pub outcomes: [u64; 4],
+    pub ignored: Ignored,
     pub errors: JobErrors,
 }
 
@@ -95,17 +120,13 @@ impl Client {
             remaining: AtomicU32::new(0),
             next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             parallel: u32::try_from(options.parallel).unwrap_or(u32::MAX),
+            strict: options.strict,
         })
     }
 
-    /// Submits a job: its id, when it was created, and whether an earlier
-    /// run had made it.
-    pub async fn submit(
-        &self,
-        body: &[u8],
-        key: &str,
-    ) -> anyhow::Result<(Uuid, DateTime<Utc>, bool)> {
-        let url = format!("{}/{}/bulk", self.base, self.resource);
+    /// Submits a job.
+    pub async fn submit(&self, body: &[u8], key: &str) -> anyhow::Result<Submitted> {
+        let url = format!("{}/{}/bulk{}", self.base, self.resource, self.query(&[]));
         let (headers, job) = self
             .call(Method::POST, &url, Some((body, Some(key))))
             .await?;
@@ -117,11 +138,25 @@ impl Client {
             .as_str()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .with_context(|| format!("the API answered a submission without created_at: {job}"))?;
-        Ok((
-            id,
-            created_at.with_timezone(&Utc),
-            headers.contains_key("idempotent-replayed"),
-        ))
+        Ok(Submitted {
+            job: id,
+            created_at: created_at.with_timezone(&Utc),
+            resumed: headers.contains_key("idempotent-replayed"),
+            ignored: ignored_fields(&job),
+        })
+    }
+
+    /// The query string of a submission: `extra`, and strict when asked for.
+    fn query(&self, extra: &[&str]) -> String {
+        let mut params = extra.to_vec();
+        if self.strict {
+            params.push("strict=true");
+        }
+        if params.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", params.join("&"))
+        }
     }
 
     pub async fn job(&self, id: Uuid) -> anyhow::Result<Value> {
@@ -172,7 +207,12 @@ impl Client {
     }
 
     pub async fn dry_run(&self, body: &[u8]) -> anyhow::Result<DryRun> {
-        let url = format!("{}/{}/bulk?dry_run=true", self.base, self.resource);
+        let url = format!(
+            "{}/{}/bulk{}",
+            self.base,
+            self.resource,
+            self.query(&["dry_run=true"])
+        );
         let (_, result) = self.call(Method::POST, &url, Some((body, None))).await?;
         let count = |name: &str| result[name].as_u64().unwrap_or(0);
         Ok(DryRun {
@@ -183,6 +223,7 @@ impl Client {
                 count("skipped_records"),
                 count("replaced_records"),
             ],
+            ignored: ignored_fields(&result),
             errors: serde_json::from_value(result["errors"].clone())
                 .with_context(|| format!("the API answered an unexpected dry run: {result}"))?,
         })

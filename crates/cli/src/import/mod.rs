@@ -13,6 +13,7 @@ mod report;
 pub mod source;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct Options {
     pub mapping: Option<PathBuf>,
     pub conflict_mode: domain::ConflictMode,
     pub dry_run: bool,
+    /// A field the service does not read fails its record.
+    pub strict: bool,
     /// Records per job, 1 to 1,000.
     pub batch_size: usize,
     /// Jobs in flight at once.
@@ -71,6 +74,9 @@ pub struct Summary {
     /// For a dry run: the records that would be created, updated, skipped
     /// or replaced.
     pub dry_run_outcomes: Option<[u64; 4]>,
+    /// The fields the service did not keep, with how many records carried
+    /// each, by field.
+    pub ignored: BTreeMap<String, u64>,
     pub errors_file: Option<PathBuf>,
 }
 
@@ -83,6 +89,7 @@ struct Chunk {
     /// The failed units' places in `units`, with their errors.
     failures: Vec<(usize, client::RecordError)>,
     outcomes: [u64; 4],
+    ignored: client::Ignored,
 }
 
 pub async fn run(options: &Options) -> anyhow::Result<Summary> {
@@ -170,6 +177,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Summary> {
         summary.failed += chunk.failures.len() as u64;
         summary.jobs.extend(chunk.job);
         summary.resumed += usize::from(chunk.resumed);
+        for (field, records) in &chunk.ignored {
+            *summary.ignored.entry(field.clone()).or_default() += records;
+        }
         if let Some(outcomes) = summary.dry_run_outcomes.as_mut() {
             for (total, n) in outcomes.iter_mut().zip(chunk.outcomes) {
                 *total += n;
@@ -205,6 +215,10 @@ fn idempotency_key(options: &Options, number: usize, body: &[u8]) -> String {
         hasher.update(part);
         hasher.update(b"\n");
     }
+    // A strict job is another job; the keys of the others stay as they were.
+    if options.strict {
+        hasher.update(b"strict\n");
+    }
     hasher.update(body);
     format!("arcusctl-{}", &hex::encode(hasher.finalize())[..48])
 }
@@ -233,6 +247,7 @@ async fn process(
         succeeded: 0,
         failures,
         outcomes: [0; 4],
+        ignored: Vec::new(),
         units,
     };
     progress.failed(chunk.failures.len() as u64);
@@ -260,13 +275,16 @@ async fn process(
         progress.processed(sent.len() as u64);
         chunk.succeeded = result.succeeded;
         chunk.outcomes = result.outcomes;
+        chunk.ignored = result.ignored;
         result.errors
     } else {
         let key = idempotency_key(options, number, &body);
-        let (job, created_at, resumed) = client.submit(&body, &key).await?;
+        let submitted = client.submit(&body, &key).await?;
+        let job = submitted.job;
         chunk.job = Some(job);
-        chunk.resumed = resumed;
-        let mut looks = watcher.follow(job, created_at);
+        chunk.resumed = submitted.resumed;
+        chunk.ignored = submitted.ignored;
+        let mut looks = watcher.follow(job, submitted.created_at);
         let (mut shown, mut shown_failed) = (0, 0);
         let done = loop {
             if looks.changed().await.is_err() {

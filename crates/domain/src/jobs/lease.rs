@@ -34,6 +34,8 @@ pub struct ClaimedJob {
     pub submitted_by: Option<Uuid>,
     /// Decided at submission (`NewJob::may_bypass_period_check`).
     pub may_bypass_period_check: bool,
+    /// Whether a field no handler reads fails its record.
+    pub strict: bool,
     /// What stopped the previous attempt, if one failed.
     pub last_error: Option<String>,
     /// The fence: every write of this claim names it.
@@ -85,7 +87,7 @@ pub async fn claim(
            and (status = 'pending' or (status = 'running' and lease_expires_at < now()))
          returning id, entity_id, mode, resource, external_source, conflict_mode,
                    total_records, next_index, attempts, request_id, submitted_by,
-                   may_bypass_period_check, last_error",
+                   may_bypass_period_check, strict, last_error",
     )
     .bind(id)
     .bind(token)
@@ -129,6 +131,7 @@ struct ClaimRow {
     request_id: Option<String>,
     submitted_by: Option<Uuid>,
     may_bypass_period_check: bool,
+    strict: bool,
     last_error: Option<String>,
 }
 
@@ -153,6 +156,7 @@ impl ClaimRow {
             request_id: self.request_id,
             submitted_by: self.submitted_by,
             may_bypass_period_check: self.may_bypass_period_check,
+            strict: self.strict,
             last_error: self.last_error,
             lease_token,
         }

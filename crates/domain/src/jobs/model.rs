@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
+use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::import::RecordFailure;
+use crate::import::{IgnoredField, RecordFailure};
 use crate::{ConflictMode, UnknownValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +93,10 @@ pub struct Job {
     pub processed_records: i32,
     pub succeeded_records: i32,
     pub failed_records: i32,
+    /// Whether a field no handler reads failed its record.
+    pub strict: bool,
+    /// The fields the records carried that the service did not keep.
+    pub ignored_fields: Vec<IgnoredField>,
     pub errors: Vec<RecordFailure>,
     /// The job whose failed records this job retries.
     pub retry_of: Option<Uuid>,
@@ -134,6 +139,8 @@ pub(super) struct JobRow {
     pub(super) processed_records: i32,
     pub(super) succeeded_records: i32,
     pub(super) failed_records: i32,
+    pub(super) strict: bool,
+    pub(super) ignored_fields: Json<Vec<IgnoredField>>,
     pub(super) retry_of: Option<Uuid>,
     pub(super) started_at: Option<DateTime<Utc>>,
     pub(super) completed_at: Option<DateTime<Utc>>,
@@ -148,8 +155,8 @@ pub(super) const TENANT_JOB: &str = "(select * from migration_jobs where id = $1
      where j.entity_id = $2 and j.mode = $3";
 
 pub(super) const JOB_COLUMNS: &str = "id, entity_id, resource, status, conflict_mode, external_source, \
-     total_records, processed_records, succeeded_records, failed_records, retry_of, started_at, \
-     completed_at, created_at";
+     total_records, processed_records, succeeded_records, failed_records, strict, ignored_fields, \
+     retry_of, started_at, completed_at, created_at";
 
 impl JobRow {
     pub(super) fn into_job(self, errors: Vec<RecordFailure>) -> Job {
@@ -170,6 +177,8 @@ impl JobRow {
             processed_records: self.processed_records,
             succeeded_records: self.succeeded_records,
             failed_records: self.failed_records,
+            strict: self.strict,
+            ignored_fields: self.ignored_fields.0,
             errors,
             retry_of: self.retry_of,
             started_at: self.started_at,

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::model::{JOB_COLUMNS, Job, JobMessage, JobRow};
+use crate::import::IgnoredField;
 use crate::{ConflictMode, Resource, Tenant, new_id};
 
 /// How long a submission's idempotency key is remembered.
@@ -29,6 +30,11 @@ pub struct NewJob<'a> {
     /// Whether the submitting key may post journal entries into a closed
     /// period with `bypass_period_check`.
     pub may_bypass_period_check: bool,
+    /// Whether a field no handler reads fails its record.
+    pub strict: bool,
+    /// What the records carry that the service will not keep
+    /// (`import::ignored_fields`).
+    pub ignored_fields: &'a [IgnoredField],
 }
 
 /// A submission's idempotency key and the fingerprint of its request.
@@ -107,8 +113,9 @@ pub async fn submit(
     let row: JobRow = sqlx::query_as(&format!(
         "insert into migration_jobs
             (id, entity_id, mode, resource, conflict_mode, external_source, total_records,
-             request_id, submitted_by, retry_of, may_bypass_period_check)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             request_id, submitted_by, retry_of, may_bypass_period_check, strict,
+             ignored_fields)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          returning {JOB_COLUMNS}"
     ))
     .bind(id)
@@ -122,6 +129,8 @@ pub async fn submit(
     .bind(job.submitted_by)
     .bind(job.retry_of)
     .bind(job.may_bypass_period_check)
+    .bind(job.strict)
+    .bind(Json(job.ignored_fields))
     .fetch_one(&mut *tx)
     .await?;
     // As text: Postgres stores it without parsing it, and the worker parses

@@ -30,5 +30,6 @@ fn import_context(
         conflict_mode,
         actor,
         may_bypass_period_check: true,
+        strict: false,
     }
 }

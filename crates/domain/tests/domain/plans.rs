@@ -369,9 +369,9 @@ async fn fill(pool: &PgPool, tenant: Tenant) -> Fill {
          join gl_accounts g on g.entity_id = $1 and g.mode = $2 and g.account_number = '6010'
          where e.entity_id = $1 and e.mode = $2 and e.external_id like 'F-%'",
         "insert into vendor_bills (id, entity_id, mode, bill_number, vendor_id, bill_date,
-                                   bill_total, amount_paid, balance_due, external_source,
-                                   external_id)
-         select gen_random_uuid(), $1, $2, 'FB-' || n, v.id, '2026-01-01', 100, 1, 99, $3,
+                                   subtotal, bill_total, amount_paid, balance_due,
+                                   external_source, external_id)
+         select gen_random_uuid(), $1, $2, 'FB-' || n, v.id, '2026-01-01', 100, 100, 1, 99, $3,
                 'F-' || n
          from generate_series(1, $4) as n
          join accounts v on v.entity_id = $1 and v.external_id = 'F-2'",

@@ -19,7 +19,9 @@ fn bases(resource: Resource) -> Vec<Value> {
         Resource::Accounts => vec![json!({
             "name": "Acme", "account_type": "business", "email": "ap@acme.test",
             "phone": "555-0100", "credit_limit": 5000,
-            "addresses": [{"type": "billing", "line1": "1 Main St", "is_default_billing": true}]
+            "addresses": [{"type": "billing", "line1": "1 Main St", "is_default_billing": true}],
+            "contacts": [{"first_name": "Ann", "last_name": "Lee", "email": "ann@acme.test",
+                          "title": "AP clerk", "is_primary": true}]
         })],
         Resource::Products => vec![
             json!({"title": "Gift set", "product_type": "kit", "sku": "GS-1",
@@ -29,6 +31,7 @@ fn bases(resource: Resource) -> Vec<Value> {
         ],
         Resource::Orders => vec![json!({
             "account_external_id": "C-1", "order_date": "2026-01-05",
+            "discount": {"type": "flat", "value": 1},
             "line_items": [{"product_external_id": "P-1", "quantity": 2, "sell_rate": 5}]
         })],
         Resource::JournalEntries => vec![json!({
@@ -40,30 +43,44 @@ fn bases(resource: Resource) -> Vec<Value> {
             "vendor_external_id": "V-1", "bill_date": "2026-01-05",
             "items": [{"gl_account_number": "6010", "amount": 10}]
         })],
-        Resource::ApPayments => vec![json!({
-            "vendor_external_id": "V-1", "payment_date": "2026-01-05", "amount": 10,
-            "method": "ach", "applications": [{"bill_external_id": "B-1", "amount": 10}]
-        })],
+        // A payment pays one bill or lists applications, never both.
+        Resource::ApPayments => vec![
+            json!({
+                "vendor_external_id": "V-1", "payment_date": "2026-01-05", "amount": 10,
+                "method": "ach", "bill_external_id": "B-1"
+            }),
+            json!({
+                "vendor_external_id": "V-1", "payment_date": "2026-01-05", "amount": 10,
+                "method": "ach", "applications": [{"bill_external_id": "B-1", "amount": 10}]
+            }),
+        ],
     }
 }
 
-/// Where a field's object is in a record: the keys and indexes leading to it.
+/// Where a field's object is in a record: the keys leading to it, with the
+/// index of the item for a list and none for an object.
 #[derive(Clone, Default)]
-struct At(Vec<(String, usize)>);
+struct At(Vec<(String, Option<usize>)>);
 
 impl At {
     fn path(&self, name: &str) -> String {
         let mut path = String::new();
-        for (list, index) in &self.0 {
-            path.push_str(&format!("{list}[{index}]."));
+        for (key, index) in &self.0 {
+            match index {
+                Some(index) => path.push_str(&format!("{key}[{index}].")),
+                None => path.push_str(&format!("{key}.")),
+            }
         }
         path + name
     }
 
     fn object<'a>(&self, record: &'a mut Value) -> Option<&'a mut serde_json::Map<String, Value>> {
         let mut value = record;
-        for (list, index) in &self.0 {
-            value = value.get_mut(list)?.get_mut(*index)?;
+        for (key, index) in &self.0 {
+            value = value.get_mut(key)?;
+            if let Some(index) = index {
+                value = value.get_mut(*index)?;
+            }
         }
         value.as_object_mut()
     }
@@ -134,9 +151,13 @@ impl Checker {
             .unwrap_or_else(|e| panic!("{}: the base is refused: {e:?}", self.resource));
 
         // Read: a value of no field's type is refused at the field.
+        let wrong = match field.kind {
+            Kind::Object { .. } => json!(["not", "a value"]),
+            _ => json!({"not": "a value"}),
+        };
         for name in field.names() {
             let record = self.with(base, at, |o| {
-                o.insert(name.clone(), json!({"not": "a value"}));
+                o.insert(name.clone(), wrong.clone());
             });
             self.refused_at(&record, &at.path(&name), None, "a value of the wrong type");
         }
@@ -178,12 +199,23 @@ impl Checker {
         self.limits(base, at, field);
         self.checked.push(path);
 
-        if let Kind::Items { of, .. } = field.kind {
+        let inner = |index| {
             let mut inner = at.clone();
-            inner.0.push((field.name.to_owned(), 0));
-            for item in of {
-                self.check(bases, &inner, item);
+            inner.0.push((field.name.to_owned(), index));
+            inner
+        };
+        match field.kind {
+            Kind::Items { of, .. } => {
+                for item in of {
+                    self.check(bases, &inner(Some(0)), item);
+                }
             }
+            Kind::Object { of } => {
+                for part in of {
+                    self.check(bases, &inner(None), part);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -223,6 +255,32 @@ impl Checker {
         };
         match field.kind {
             Kind::Text { max } => text(field.name, max),
+            Kind::Texts { items, max } => {
+                let first = format!("{path}[0]");
+                self.accepted_at(
+                    &set(field.name, json!(vec!["x".repeat(max); items])),
+                    &path,
+                    "the most, the longest",
+                );
+                self.refused_at(
+                    &set(field.name, json!(vec!["x"; items + 1])),
+                    &path,
+                    Some("invalid_field"),
+                    "one too many",
+                );
+                self.refused_at(
+                    &set(field.name, json!(["x".repeat(max + 1)])),
+                    &first,
+                    Some("field_too_long"),
+                    "one character too long",
+                );
+                self.refused_at(
+                    &set(field.name, json!([1])),
+                    &first,
+                    Some("invalid_field"),
+                    "not a string",
+                );
+            }
             Kind::Email { max } => {
                 text(field.name, max);
                 self.refused_at(
@@ -297,6 +355,19 @@ impl Checker {
                     self.refused_at(&set(field.name, json!(0)), &path, None, "zero");
                 }
             }
+            Kind::Percent => {
+                for value in [json!(0), json!("8.25"), json!(100)] {
+                    self.accepted_at(&set(field.name, value.clone()), &path, &value.to_string());
+                }
+                for value in [json!(-1), json!("100.0001"), json!("8.12345"), json!("8%")] {
+                    self.refused_at(
+                        &set(field.name, value.clone()),
+                        &path,
+                        Some("invalid_field"),
+                        &value.to_string(),
+                    );
+                }
+            }
             Kind::Count => {
                 self.accepted_at(&set(field.name, json!(i32::MAX)), &path, "the largest");
                 self.refused_at(&set(field.name, json!(0)), &path, None, "zero");
@@ -348,6 +419,14 @@ impl Checker {
                         "one item too few",
                     );
                 }
+            }
+            Kind::Object { .. } => {
+                self.refused_at(
+                    &set(field.name, json!(["not", "an object"])),
+                    &path,
+                    Some("invalid_field"),
+                    "an array",
+                );
             }
         }
     }

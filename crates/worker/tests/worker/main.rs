@@ -37,6 +37,8 @@ async fn sigterm_during_a_job_finishes_it_and_leaves_nothing_running() {
             submitted_by: None,
             retry_of: None,
             may_bypass_period_check: true,
+            strict: false,
+            ignored_fields: &[],
         },
         None,
     )
