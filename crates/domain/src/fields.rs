@@ -530,6 +530,14 @@ impl Fields<'_> {
         self.optional_bool_at(field.name)
     }
 
+    pub(crate) fn optional_count(&self, field: &Field) -> Result<Option<i32>, RecordError> {
+        self.declared(field, false, || matches!(field.kind, Kind::Count));
+        if self.get(field.name).is_none() {
+            return Ok(None);
+        }
+        self.required_count_at(field.name).map(Some)
+    }
+
     pub(crate) fn required_count(&self, field: &Field) -> Result<i32, RecordError> {
         self.declared(field, true, || matches!(field.kind, Kind::Count));
         self.required_count_at(field.name)

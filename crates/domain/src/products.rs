@@ -13,13 +13,14 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::accounts::AccountType;
 use crate::canonical::{
     Applied, Canonical, Item, Outcome, Provenance, WriteContext, existing_by_provenance,
 };
 use crate::error::{RecordError, violated_constraint};
-use crate::fields::Fields;
+use crate::fields::{Fields, INVALID, MISSING};
 use crate::named::{Named, named_enum};
-use crate::plan::decide_in_order;
+use crate::plan::{column, decide_in_order};
 use crate::refs::{RefField, RefIndex, parse_ref};
 use crate::spec::{Field, Kind};
 use crate::view::{Form, Items, Shown, View};
@@ -57,15 +58,62 @@ const COMPONENTS: Field = Field::optional(
     },
     "Kits and boxes only; may name a product earlier in the same batch.",
 );
+// The vendor's creating-products-kits-variants guide: price tiers, each for
+// a pricing level or an account, from a minimum quantity.
+const PRICING_LEVEL: Field = Field::optional(
+    "pricing_level_id",
+    Kind::Text { max: 100 },
+    "The ERP's pricing level, kept as given (pricing levels are not loaded through this service); this or an account.",
+);
+const PRICING_ACCOUNT: Field = Field::optional(
+    "account",
+    Kind::Reference,
+    "An account's own price instead of a level's; this or pricing_level_id.",
+);
+const MIN_QUANTITY: Field = Field::optional(
+    "min_quantity",
+    Kind::Count,
+    "The quantity from which the tier applies; default 1, once per level or account.",
+);
+const TIER_LIST_PRICE: Field = Field::optional("list_price", Kind::Money, "The price of the tier.");
+const SELL_PRICE: Field = Field::optional("sell_price", Kind::Money, "Overrides list_price.");
+const PRICING: Field = Field::optional(
+    "pricing",
+    Kind::Items {
+        min: 0,
+        max: PARTS_MAX,
+        of: &[
+            PRICING_LEVEL,
+            PRICING_ACCOUNT,
+            MIN_QUANTITY,
+            TIER_LIST_PRICE,
+            SELL_PRICE,
+        ],
+    },
+    "Price tiers; replaced as one unit on update.",
+);
+// The same guide: who sells the product, under which sku, at what cost.
+const VENDOR: Field = Field::required("vendor", Kind::Reference, "A vendor account.");
+const VENDOR_SKU: Field = Field::optional("vendor_sku", Kind::Text { max: 100 }, "");
+const DEFAULT_UNIT_COST: Field = Field::optional("default_unit_cost", Kind::Money, "");
+const VENDORS: Field = Field::optional(
+    "vendors",
+    Kind::Items {
+        min: 0,
+        max: PARTS_MAX,
+        of: &[VENDOR, VENDOR_SKU, DEFAULT_UNIT_COST],
+    },
+    "Who sells it; replaced as one unit on update.",
+);
 const VARIANT_TYPE: Field = Field::required("product_type", Kind::Enum(VariantType::NAMES), "");
 const VARIANTS: Field = Field::optional(
     "variants",
     Kind::Items {
         min: 0,
         max: PARTS_MAX,
-        of: &[TITLE, SKU, VARIANT_TYPE],
+        of: &[TITLE, SKU, VARIANT_TYPE, COMPONENTS, PRICING, VENDORS],
     },
-    "Variant parents only.",
+    "Variant parents only; a kit or box variant has its own components.",
 );
 
 /// The fields of a product record.
@@ -77,8 +125,86 @@ pub const FIELDS: &[Field] = &[
     LIST_PRICE,
     COST,
     COMPONENTS,
+    PRICING,
+    VENDORS,
     VARIANTS,
 ];
+
+/// What a read shows of the components of a product or variant `$owner`
+/// (the row's alias), read as `$c`.
+macro_rules! components_shown {
+    ($owner:literal, $c:literal) => {
+        Shown::items(
+            "components",
+            Items {
+                from: concat!("product_components ", $c),
+                filter: concat!($c, ".product_id = ", $owner, ".id"),
+                order_by: concat!($c, ".position"),
+                of: &[
+                    Shown::sql(
+                        "product_id",
+                        concat!($c, ".component_product_id"),
+                        Form::Uuid,
+                    ),
+                    Shown::sql("quantity", concat!($c, ".quantity"), Form::Decimal),
+                ],
+            },
+        )
+        .about("Kits and boxes: the products it is made of, in order.")
+    };
+}
+
+/// The same for its price tiers.
+macro_rules! pricing_shown {
+    ($owner:literal, $t:literal) => {
+        Shown::items(
+            "pricing",
+            Items {
+                from: concat!("product_pricing ", $t),
+                filter: concat!($t, ".product_id = ", $owner, ".id"),
+                order_by: concat!($t, ".position"),
+                of: &[
+                    Shown::sql(
+                        "pricing_level_id",
+                        concat!($t, ".pricing_level_id"),
+                        Form::Text,
+                    )
+                    .or_null(),
+                    Shown::sql("account_id", concat!($t, ".account_id"), Form::Uuid).or_null(),
+                    Shown::sql("min_quantity", concat!($t, ".min_quantity"), Form::Integer),
+                    Shown::sql("list_price", concat!($t, ".list_price"), Form::Decimal).or_null(),
+                    Shown::sql("sell_price", concat!($t, ".sell_price"), Form::Decimal).or_null(),
+                ],
+            },
+        )
+        .about("Price tiers, in order.")
+    };
+}
+
+/// The same for its vendors.
+macro_rules! vendors_shown {
+    ($owner:literal, $v:literal) => {
+        Shown::items(
+            "vendors",
+            Items {
+                from: concat!("product_vendors ", $v),
+                filter: concat!($v, ".product_id = ", $owner, ".id"),
+                order_by: concat!($v, ".position"),
+                of: &[
+                    Shown::sql("vendor_id", concat!($v, ".vendor_id"), Form::Uuid),
+                    Shown::sql("vendor_sku", concat!($v, ".vendor_sku"), Form::Text).or_null(),
+                    Shown::sql(
+                        "default_unit_cost",
+                        concat!($v, ".default_unit_cost"),
+                        Form::Decimal,
+                    )
+                    .or_null(),
+                ],
+            },
+        )
+        .about("Who sells it, in order.")
+    };
+}
 
 /// What a read of a product shows; its variants are shown in it, not as
 /// records of their own.
@@ -95,19 +221,9 @@ pub const VIEW: View = View::record(
         Shown::sql("description", "r.description", Form::Text).or_null(),
         Shown::sql("list_price", "r.list_price", Form::Decimal).or_null(),
         Shown::sql("cost", "r.cost", Form::Decimal).or_null(),
-        Shown::items(
-            "components",
-            Items {
-                from: "product_components c",
-                filter: "c.product_id = r.id",
-                order_by: "c.position",
-                of: &[
-                    Shown::sql("product_id", "c.component_product_id", Form::Uuid),
-                    Shown::sql("quantity", "c.quantity", Form::Decimal),
-                ],
-            },
-        )
-        .about("Kits and boxes: the products it is made of, in order."),
+        components_shown!("r", "c"),
+        pricing_shown!("r", "pt"),
+        vendors_shown!("r", "pv"),
         Shown::items(
             "variants",
             Items {
@@ -123,6 +239,9 @@ pub const VIEW: View = View::record(
                         "v.product_type",
                         Form::Enum(VariantType::NAMES),
                     ),
+                    components_shown!("v", "vc"),
+                    pricing_shown!("v", "vt"),
+                    vendors_shown!("v", "vv"),
                 ],
             },
         )
@@ -147,6 +266,15 @@ named_enum! {
     pub enum VariantType {
         Physical = "physical",
         Service = "service",
+        Kit = "kit",
+        Box = "box",
+    }
+}
+
+impl ProductInput {
+    /// The product's parts, then each variant's.
+    fn all_parts(&self) -> impl Iterator<Item = &Parts> {
+        std::iter::once(&self.parts).chain(self.variants.iter().map(|v| &v.parts))
     }
 }
 
@@ -161,6 +289,8 @@ impl From<VariantType> for ProductType {
         match t {
             VariantType::Physical => ProductType::Physical,
             VariantType::Service => ProductType::Service,
+            VariantType::Kit => ProductType::Kit,
+            VariantType::Box => ProductType::Box,
         }
     }
 }
@@ -172,11 +302,38 @@ pub struct ComponentInput {
     pub quantity: Decimal,
 }
 
+/// A price tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierInput {
+    pub pricing_level_id: Option<String>,
+    pub account: Option<RefField>,
+    pub min_quantity: i32,
+    pub list_price: Option<Decimal>,
+    pub sell_price: Option<Decimal>,
+}
+
+/// A vendor of the product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VendorInput {
+    pub vendor: RefField,
+    pub vendor_sku: Option<String>,
+    pub default_unit_cost: Option<Decimal>,
+}
+
+/// What a product or a variant is made of, priced at and bought from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parts {
+    pub components: Vec<ComponentInput>,
+    pub pricing: Vec<TierInput>,
+    pub vendors: Vec<VendorInput>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct VariantInput {
     pub title: String,
     pub sku: Option<String>,
     pub product_type: ProductType,
+    pub parts: Parts,
 }
 
 /// A validated product payload: what both create and update take.
@@ -188,7 +345,7 @@ pub struct ProductInput {
     pub description: Option<String>,
     pub list_price: Option<Decimal>,
     pub cost: Option<Decimal>,
-    pub components: Vec<ComponentInput>,
+    pub parts: Parts,
     pub variants: Vec<VariantInput>,
 }
 
@@ -204,17 +361,7 @@ impl ProductInput {
         let list_price = f.optional_money(&LIST_PRICE)?;
         let cost = f.optional_money(&COST)?;
 
-        let components = f.parse_items(&COMPONENTS, parse_component)?;
-        if !components.is_empty() && !product_type.has_components() {
-            return Err(RecordError::at(
-                "components_not_allowed",
-                "components",
-                format!(
-                    "only kit and box products have components; this product is {}",
-                    product_type.as_str()
-                ),
-            ));
-        }
+        let parts = parse_parts(&f, product_type)?;
         let variants = f.parse_items(&VARIANTS, parse_variant)?;
         if !variants.is_empty() && product_type != ProductType::VariantParent {
             return Err(RecordError::at(
@@ -234,7 +381,7 @@ impl ProductInput {
             description,
             list_price,
             cost,
-            components,
+            parts,
             variants,
         })
     }
@@ -248,10 +395,80 @@ fn parse_component(f: &Fields<'_>) -> Result<ComponentInput, RecordError> {
 }
 
 fn parse_variant(f: &Fields<'_>) -> Result<VariantInput, RecordError> {
+    let title = f.required_string(&TITLE)?;
+    let sku = f.optional_string(&SKU)?;
+    let product_type = f.required_enum::<VariantType>(&VARIANT_TYPE)?.into();
     Ok(VariantInput {
-        title: f.required_string(&TITLE)?,
-        sku: f.optional_string(&SKU)?,
-        product_type: f.required_enum::<VariantType>(&VARIANT_TYPE)?.into(),
+        title,
+        sku,
+        product_type,
+        parts: parse_parts(f, product_type)?,
+    })
+}
+
+/// The components, price tiers and vendors of a product or a variant of
+/// `product_type`.
+fn parse_parts(f: &Fields<'_>, product_type: ProductType) -> Result<Parts, RecordError> {
+    let components = f.parse_items(&COMPONENTS, parse_component)?;
+    if !components.is_empty() && !product_type.has_components() {
+        return Err(RecordError::at(
+            "components_not_allowed",
+            "components",
+            format!(
+                "only kit and box products have components; this product is {}",
+                product_type.as_str()
+            ),
+        ));
+    }
+    let pricing = f.parse_items(&PRICING, parse_tier)?;
+    for (i, tier) in pricing.iter().enumerate() {
+        let twin = pricing[..i].iter().any(|t| {
+            t.min_quantity == tier.min_quantity
+                && t.pricing_level_id == tier.pricing_level_id
+                && t.account == tier.account
+        });
+        if twin {
+            return Err(RecordError::at(
+                "duplicate_min_quantity",
+                format!("pricing[{i}].min_quantity"),
+                format!(
+                    "another tier of the same pricing level or account starts at {}",
+                    tier.min_quantity
+                ),
+            ));
+        }
+    }
+    let vendors = f.parse_items(&VENDORS, |v| {
+        Ok(VendorInput {
+            vendor: parse_ref(v, &VENDOR)?.expect("a required reference is present"),
+            vendor_sku: v.optional_string(&VENDOR_SKU)?,
+            default_unit_cost: v.optional_money(&DEFAULT_UNIT_COST)?,
+        })
+    })?;
+    Ok(Parts {
+        components,
+        pricing,
+        vendors,
+    })
+}
+
+fn parse_tier(f: &Fields<'_>) -> Result<TierInput, RecordError> {
+    let pricing_level_id = f.optional_string(&PRICING_LEVEL)?;
+    let account = parse_ref(f, &PRICING_ACCOUNT)?;
+    let one_of = "a tier is for a pricing_level_id or for an account (account_id or \
+                  account_external_id): one of them";
+    match (&pricing_level_id, &account) {
+        // The tier as a whole: neither field is wrong on its own.
+        (None, None) => return Err(RecordError::new(MISSING, one_of)),
+        (Some(_), Some(_)) => return Err(RecordError::at(INVALID, "pricing_level_id", one_of)),
+        _ => {}
+    }
+    Ok(TierInput {
+        pricing_level_id,
+        account,
+        min_quantity: f.optional_count(&MIN_QUANTITY)?.unwrap_or(1),
+        list_price: f.optional_money(&TIER_LIST_PRICE)?,
+        sell_price: f.optional_money(&SELL_PRICE)?,
     })
 }
 
@@ -294,8 +511,17 @@ struct Row<'a> {
     provenance: Option<Provenance<'a>>,
     /// Not in the database before the batch.
     new: bool,
-    components: Vec<(Uuid, Decimal)>,
+    /// The product's parts, then each variant's, references resolved.
+    parts: Vec<ResolvedParts>,
     variant_ids: Vec<Uuid>,
+}
+
+/// A product's or a variant's parts with their references resolved: each
+/// component's product and quantity, each tier's account, each vendor.
+struct ResolvedParts {
+    components: Vec<(Uuid, Decimal)>,
+    tier_accounts: Vec<Option<Uuid>>,
+    vendors: Vec<Uuid>,
 }
 
 /// Who holds a sku: the product row, and the product it belongs to (the
@@ -318,6 +544,8 @@ struct Batch<'a> {
     /// The skus each product holds, its variants' included.
     held: HashMap<Uuid, Vec<String>>,
     components: RefIndex<bool>,
+    /// The accounts of the price tiers and the vendors, with their types.
+    accounts: RefIndex<String>,
     rows: Vec<Row<'a>>,
     row_of: HashMap<Uuid, usize>,
     /// Stored products whose provenance a replace clears.
@@ -374,17 +602,25 @@ impl<'a> Batch<'a> {
             held.entry(product).or_default().push(sku.clone());
             skus.insert(sku, Some(Holder { row, product }));
         }
-        let refs: Vec<&RefField> = items
-            .iter()
-            .flat_map(|i| &i.input.components)
+        let parts = || items.iter().flat_map(|i| i.input.all_parts());
+        let refs: Vec<&RefField> = parts()
+            .flat_map(|p| &p.components)
             .map(|c| &c.product)
             .collect();
         let components = RefIndex::load(conn, ctx, "products", "true", &refs).await?;
+        let refs: Vec<&RefField> = parts()
+            .flat_map(|p| {
+                let tiers = p.pricing.iter().filter_map(|t| t.account.as_ref());
+                tiers.chain(p.vendors.iter().map(|v| &v.vendor))
+            })
+            .collect();
+        let accounts = RefIndex::load(conn, ctx, "accounts", "account_type", &refs).await?;
         Ok(Self {
             provenance,
             skus,
             held,
             components,
+            accounts,
             rows: Vec::with_capacity(items.len()),
             row_of: HashMap::with_capacity(items.len()),
             cleared: Vec::new(),
@@ -440,7 +676,7 @@ impl<'a> Batch<'a> {
     ) -> Result<Uuid, RecordError> {
         let id = new_id();
         let input = &item.input;
-        let components = self.resolve_components(ctx, id, input)?;
+        let parts = self.resolve_parts(ctx, id, input)?;
         self.ensure_skus_free(id, input)?;
         let variant_ids: Vec<Uuid> = input.variants.iter().map(|_| new_id()).collect();
         self.take_skus(id, input, &variant_ids);
@@ -453,7 +689,7 @@ impl<'a> Batch<'a> {
             input,
             provenance: item.provenance,
             new: true,
-            components,
+            parts,
             variant_ids,
         });
         Ok(id)
@@ -468,7 +704,7 @@ impl<'a> Batch<'a> {
         id: Uuid,
         input: &'a ProductInput,
     ) -> Result<(), RecordError> {
-        let components = self.resolve_components(ctx, id, input)?;
+        let parts = self.resolve_parts(ctx, id, input)?;
         self.ensure_skus_free(id, input)?;
         for sku in self.held.remove(&id).unwrap_or_default() {
             self.skus.insert(sku, None);
@@ -479,7 +715,7 @@ impl<'a> Batch<'a> {
             Some(&row) => {
                 let row = &mut self.rows[row];
                 row.input = input;
-                row.components = components;
+                row.parts = parts;
                 row.variant_ids = variant_ids;
             }
             None => {
@@ -489,7 +725,7 @@ impl<'a> Batch<'a> {
                     input,
                     provenance: None,
                     new: false,
-                    components,
+                    parts,
                     variant_ids,
                 });
             }
@@ -497,26 +733,46 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// Resolves the component references, in payload order, against the
-    /// products stored and those the batch wrote before this record.
-    fn resolve_components(
+    /// Resolves the references of the product's parts and then of each
+    /// variant's, in payload order: components against the products stored
+    /// and those the batch wrote before this record, tier accounts and
+    /// vendors against the accounts.
+    fn resolve_parts(
         &self,
         ctx: &WriteContext<'_>,
         own_id: Uuid,
         input: &ProductInput,
-    ) -> Result<Vec<(Uuid, Decimal)>, RecordError> {
+    ) -> Result<Vec<ResolvedParts>, RecordError> {
+        let variants = input
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("variants[{i}]."), &v.parts));
+        std::iter::once((String::new(), &input.parts))
+            .chain(variants)
+            .map(|(at, parts)| self.resolve_one(ctx, own_id, &at, parts))
+            .collect()
+    }
+
+    fn resolve_one(
+        &self,
+        ctx: &WriteContext<'_>,
+        own_id: Uuid,
+        at: &str,
+        parts: &Parts,
+    ) -> Result<ResolvedParts, RecordError> {
         let source = ctx.external_source.unwrap_or_default();
         let written = |external_id: &str| {
             self.provenance
                 .get(&(source, external_id))
                 .map(|id| id.map(|id| (id, true)))
         };
-        let mut components = Vec::with_capacity(input.components.len());
-        for (i, c) in input.components.iter().enumerate() {
+        let mut components = Vec::with_capacity(parts.components.len());
+        for (i, c) in parts.components.iter().enumerate() {
             let (id, _) = self.components.resolve(
                 ctx,
                 "product",
-                &format!("components[{i}]"),
+                &format!("{at}components[{i}]"),
                 &c.product,
                 written,
             )?;
@@ -525,11 +781,45 @@ impl<'a> Batch<'a> {
         if let Some(i) = components.iter().position(|(id, _)| *id == own_id) {
             return Err(RecordError::at(
                 "invalid_component",
-                format!("components[{i}]"),
+                format!("{at}components[{i}]"),
                 "a product cannot be a component of itself",
             ));
         }
-        Ok(components)
+        let mut tier_accounts = Vec::with_capacity(parts.pricing.len());
+        for (i, tier) in parts.pricing.iter().enumerate() {
+            let account = match &tier.account {
+                Some(account) => {
+                    let at = format!("{at}pricing[{i}]");
+                    Some(
+                        self.accounts
+                            .resolve(ctx, "account", &at, account, |_| None)?
+                            .0,
+                    )
+                }
+                None => None,
+            };
+            tier_accounts.push(account);
+        }
+        let mut vendors = Vec::with_capacity(parts.vendors.len());
+        for (i, v) in parts.vendors.iter().enumerate() {
+            let at = format!("{at}vendors[{i}]");
+            let (id, account_type) =
+                self.accounts
+                    .resolve(ctx, "vendor", &at, &v.vendor, |_| None)?;
+            if account_type != AccountType::Vendor.as_str() {
+                return Err(RecordError::at(
+                    "account_not_vendor",
+                    format!("{at}.{}", v.vendor.field),
+                    format!("the account is a {account_type} customer, not a vendor"),
+                ));
+            }
+            vendors.push(id);
+        }
+        Ok(ResolvedParts {
+            components,
+            tier_accounts,
+            vendors,
+        })
     }
 
     /// Fails with `duplicate_sku`, naming the field, when a sku of the payload
@@ -598,10 +888,13 @@ impl<'a> Batch<'a> {
             self.rows.iter().partition(|row| row.new);
         if !updated.is_empty() {
             let ids: Vec<Uuid> = updated.iter().map(|r| r.id).collect();
-            sqlx::query("delete from product_components where product_id = any($1)")
-                .bind(&ids)
-                .execute(&mut *conn)
-                .await?;
+            // A variant's parts go with it.
+            for parts in ["product_components", "product_pricing", "product_vendors"] {
+                sqlx::query(&format!("delete from {parts} where product_id = any($1)"))
+                    .bind(&ids)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             sqlx::query("delete from products where parent_product_id = any($1)")
                 .bind(&ids)
                 .execute(&mut *conn)
@@ -661,32 +954,98 @@ impl<'a> Batch<'a> {
             }
         }
         inserts.execute(conn, tenant).await?;
-        let components: Vec<(Uuid, i32, Uuid, Decimal)> = self
-            .rows
-            .iter()
-            .flat_map(|row| {
-                (0..)
-                    .zip(&row.components)
-                    .map(|(position, (component, quantity))| {
-                        (row.id, position, *component, *quantity)
-                    })
-            })
-            .collect();
-        if !components.is_empty() {
-            sqlx::query(
-                "insert into product_components
-                    (product_id, position, component_product_id, quantity)
-                 select * from unnest($1::uuid[], $2::int4[], $3::uuid[], $4::numeric[])",
-            )
-            .bind(components.iter().map(|c| c.0).collect::<Vec<_>>())
-            .bind(components.iter().map(|c| c.1).collect::<Vec<_>>())
-            .bind(components.iter().map(|c| c.2).collect::<Vec<_>>())
-            .bind(components.iter().map(|c| c.3).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
+        write_parts(conn, &self.rows).await
     }
+}
+
+/// Writes the components, price tiers and vendors of `rows` and of their
+/// variants, each kind in one statement.
+async fn write_parts(conn: &mut PgConnection, rows: &[Row<'_>]) -> Result<(), sqlx::Error> {
+    // Each owner (a product, then its variants) with its parts as given and
+    // as resolved.
+    let owners: Vec<(Uuid, &Parts, &ResolvedParts)> = rows
+        .iter()
+        .flat_map(|row| {
+            let given = std::iter::once(&row.input.parts)
+                .chain(row.input.variants.iter().map(|v| &v.parts));
+            std::iter::once(row.id)
+                .chain(row.variant_ids.iter().copied())
+                .zip(given)
+                .zip(&row.parts)
+                .map(|((owner, given), resolved)| (owner, given, resolved))
+        })
+        .collect();
+    let components: Vec<(Uuid, i32, Uuid, Decimal)> = owners
+        .iter()
+        .flat_map(|(owner, _, resolved)| {
+            (0..)
+                .zip(&resolved.components)
+                .map(|(position, (component, quantity))| (*owner, position, *component, *quantity))
+        })
+        .collect();
+    if !components.is_empty() {
+        sqlx::query(
+            "insert into product_components
+                (product_id, position, component_product_id, quantity)
+             select * from unnest($1::uuid[], $2::int4[], $3::uuid[], $4::numeric[])",
+        )
+        .bind(column(&components, |c| c.0))
+        .bind(column(&components, |c| c.1))
+        .bind(column(&components, |c| c.2))
+        .bind(column(&components, |c| c.3))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let tiers: Vec<(Uuid, i32, &TierInput, Option<Uuid>)> = owners
+        .iter()
+        .flat_map(|(owner, given, resolved)| {
+            (0..)
+                .zip(given.pricing.iter().zip(&resolved.tier_accounts))
+                .map(|(position, (tier, account))| (*owner, position, tier, *account))
+        })
+        .collect();
+    if !tiers.is_empty() {
+        sqlx::query(
+            "insert into product_pricing
+                (product_id, position, pricing_level_id, account_id, min_quantity, list_price,
+                 sell_price)
+             select * from unnest($1::uuid[], $2::int4[], $3::text[], $4::uuid[], $5::int4[],
+                                  $6::numeric[], $7::numeric[])",
+        )
+        .bind(column(&tiers, |t| t.0))
+        .bind(column(&tiers, |t| t.1))
+        .bind(column(&tiers, |t| t.2.pricing_level_id.as_deref()))
+        .bind(column(&tiers, |t| t.3))
+        .bind(column(&tiers, |t| t.2.min_quantity))
+        .bind(column(&tiers, |t| t.2.list_price))
+        .bind(column(&tiers, |t| t.2.sell_price))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let vendors: Vec<(Uuid, i32, &VendorInput, Uuid)> = owners
+        .iter()
+        .flat_map(|(owner, given, resolved)| {
+            (0..)
+                .zip(given.vendors.iter().zip(&resolved.vendors))
+                .map(|(position, (vendor, id))| (*owner, position, vendor, *id))
+        })
+        .collect();
+    if !vendors.is_empty() {
+        sqlx::query(
+            "insert into product_vendors
+                (product_id, position, vendor_id, vendor_sku, default_unit_cost)
+             select * from unnest($1::uuid[], $2::int4[], $3::uuid[], $4::text[],
+                                  $5::numeric[])",
+        )
+        .bind(column(&vendors, |v| v.0))
+        .bind(column(&vendors, |v| v.1))
+        .bind(column(&vendors, |v| v.3))
+        .bind(column(&vendors, |v| v.2.vendor_sku.as_deref()))
+        .bind(column(&vendors, |v| v.2.default_unit_cost))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The skus a payload asks for, with the field each is given in.
@@ -815,7 +1174,7 @@ mod tests {
             .expect("valid");
         assert_eq!(p.title, "Mug");
         assert_eq!(p.product_type, ProductType::Physical);
-        assert!(p.components.is_empty() && p.variants.is_empty());
+        assert!(p.parts.components.is_empty() && p.variants.is_empty());
     }
 
     #[test]
@@ -865,13 +1224,47 @@ mod tests {
     }
 
     #[test]
-    fn a_variant_is_physical_or_service() {
+    fn a_variant_is_never_a_variant_parent_and_has_components_only_as_a_kit() {
         let err = ProductInput::parse(&json!({
             "title": "Shirt", "product_type": "variant_parent",
-            "variants": [{"title": "Shirt S", "product_type": "kit"}]
+            "variants": [{"title": "Shirt S", "product_type": "variant_parent"}]
         }))
-        .expect_err("a kit variant");
+        .expect_err("a variant parent variant");
         assert_eq!(err.param.as_deref(), Some("variants[0].product_type"));
-        assert!(err.message.contains("physical, service"), "{}", err.message);
+        assert!(
+            err.message.contains("physical, service, kit, box"),
+            "{}",
+            err.message
+        );
+        let err = ProductInput::parse(&json!({
+            "title": "Shirt", "product_type": "variant_parent",
+            "variants": [{"title": "Shirt S", "product_type": "physical",
+                          "components": [{"product_external_id": "P-1", "quantity": 1}]}]
+        }))
+        .expect_err("components of a physical variant");
+        assert_eq!(err.code, "components_not_allowed");
+        assert_eq!(err.param.as_deref(), Some("variants[0].components"));
+    }
+
+    #[test]
+    fn a_price_tier_is_for_a_level_or_an_account_once_per_quantity() {
+        let tiers = |pricing: Value| {
+            ProductInput::parse(&json!({
+                "title": "Stone", "product_type": "physical", "pricing": pricing
+            }))
+        };
+        let err = tiers(json!([{"min_quantity": 1, "list_price": 5}])).expect_err("neither");
+        assert_eq!(err.param.as_deref(), Some("pricing[0]"));
+        let err = tiers(json!([{"pricing_level_id": "retail", "account_external_id": "C-1"}]))
+            .expect_err("both");
+        assert_eq!(err.param.as_deref(), Some("pricing[0].pricing_level_id"));
+        let err = tiers(json!([
+            {"pricing_level_id": "retail", "list_price": 5},
+            {"pricing_level_id": "wholesale", "list_price": 4},
+            {"pricing_level_id": "retail", "min_quantity": 1, "list_price": 3},
+        ]))
+        .expect_err("two tiers from 1 on one level");
+        assert_eq!(err.code, "duplicate_min_quantity");
+        assert_eq!(err.param.as_deref(), Some("pricing[2].min_quantity"));
     }
 }

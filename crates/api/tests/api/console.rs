@@ -309,7 +309,7 @@ async fn the_console_follows_a_job_to_its_errors_and_downloads_them() {
     // Three good products, one without a title, one reusing the first's sku;
     // the first carries a field no product has.
     let mut records = products(3);
-    records[0]["vendors"] = json!([{"vendor_external_id": "V-1"}]);
+    records[0]["vendor"] = json!("Acme Supply");
     records.push(json!({
         "external_id": "P-untitled", "product_type": "physical", "sku": "SKU-U",
     }));
@@ -353,7 +353,7 @@ async fn the_console_follows_a_job_to_its_errors_and_downloads_them() {
     assert!(text(".rate").await.ends_with("/s"), "a rate is shown");
     assert_eq!(
         text(".not-kept").await,
-        "Not kept, no such field: vendors (1 records)."
+        "Not kept, no such field: vendor (1 records)."
     );
     assert_eq!(
         browser
@@ -387,7 +387,7 @@ async fn the_console_follows_a_job_to_its_errors_and_downloads_them() {
         .await;
     let summary = browser.text("#errors-summary").await.unwrap_or_default();
     assert!(
-        summary.ends_with("Not kept, no such field: vendors (1 records)."),
+        summary.ends_with("Not kept, no such field: vendor (1 records)."),
         "{summary}"
     );
     let rows = browser

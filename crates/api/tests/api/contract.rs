@@ -804,8 +804,9 @@ async fn reconciliation_guide_trial_balance_has_rows_and_totals() {
 async fn a_field_the_service_does_not_read_is_reported_not_dropped() {
     let app = spawn_app().await;
     let mut records = products(3);
-    records[0]["vendors"] = json!([{"vendor_id": Uuid::now_v7(), "cost": 3}]);
-    records[1]["vendors"] = json!([]);
+    // Shopify's Vendor column, mapped as it is: a name, not a vendor account.
+    records[0]["vendor"] = json!("Acme Supply");
+    records[1]["vendor"] = json!("Acme Supply");
     records[1]["tags"] = json!("");
     records[2]["price"] = json!(12.5);
     records[2]["product_type"] = json!("variant_parent");
@@ -816,7 +817,7 @@ async fn a_field_the_service_does_not_read_is_reported_not_dropped() {
     let expected = json!([
         {"field": "price", "records": 1},
         {"field": "variants[].colour", "records": 1},
-        {"field": "vendors", "records": 2},
+        {"field": "vendor", "records": 2},
     ]);
 
     let (status, dry) = app.dry_run(&bulk(records.clone(), "skip")).await;
@@ -1099,4 +1100,118 @@ async fn creating_orders_guide_takes_the_header_discount_off_the_total() {
         );
         assert_eq!(error["param"], param, "{discount}: {error}");
     }
+}
+
+/// guides/creating-products-kits-variants, "Full example": a variant parent
+/// whose variants are kits with their own components, qty-break price tiers
+/// and a vendor, in one POST; nothing of it is dropped.
+#[tokio::test]
+async fn creating_products_kits_variants_guide_keeps_variant_kits_tiers_and_vendors() {
+    let app = spawn_app().await;
+    let part = |title: &str| json!({"title": title, "product_type": "physical", "list_price": 2});
+    let stone = create(&app, "products", part("Stone")).await;
+    let dome_lid = create(&app, "products", part("Dome Lid")).await;
+    let flat_lid = create(&app, "products", part("Flat Lid")).await;
+    let acme = create(
+        &app,
+        "accounts",
+        json!({"name": "Acme Supply", "account_type": "vendor"}),
+    )
+    .await;
+    let tiers = |prices: [f64; 3]| {
+        json!([
+            {"pricing_level_id": "pl_default_uuid", "min_quantity": 1, "list_price": prices[0]},
+            {"pricing_level_id": "pl_default_uuid", "min_quantity": 5, "list_price": prices[1]},
+            {"pricing_level_id": "pl_default_uuid", "min_quantity": 10, "list_price": prices[2]},
+        ])
+    };
+    let kit = create(
+        &app,
+        "products",
+        json!({
+            "title": "Riser Kit",
+            "product_type": "variant_parent",
+            "description": "Modular riser kit with dome or flat options",
+            "variants": [
+                {
+                    "title": "Dome Riser Kit",
+                    "sku": "RISER-DOME",
+                    "product_type": "kit",
+                    "components": [
+                        {"component_product_id": stone["id"], "quantity": 2},
+                        {"component_product_id": dome_lid["id"], "quantity": 1},
+                    ],
+                    "pricing": tiers([49.99, 44.99, 39.99]),
+                    "vendors": [
+                        {"vendor_id": acme["id"], "vendor_sku": "RD-001", "default_unit_cost": 18},
+                    ],
+                },
+                {
+                    "title": "Flat Riser Kit",
+                    "sku": "RISER-FLAT",
+                    "product_type": "kit",
+                    "components": [
+                        {"component_product_id": stone["id"], "quantity": 2},
+                        {"component_product_id": flat_lid["id"], "quantity": 1},
+                    ],
+                    "pricing": tiers([44.99, 39.99, 34.99]),
+                },
+            ],
+        }),
+    )
+    .await;
+    assert_eq!(kit["ignored_fields"], json!([]), "{kit}");
+    let dome = &kit["variants"][0];
+    assert_eq!(dome["product_type"], "kit", "{kit}");
+    assert_eq!(dome["components"][1]["product_id"], dome_lid["id"]);
+    assert_eq!(dome["pricing"][2]["min_quantity"], 10);
+    assert_eq!(dome["pricing"][2]["list_price"], 39.99);
+    assert_eq!(dome["pricing"][0]["pricing_level_id"], "pl_default_uuid");
+    assert_eq!(dome["vendors"][0]["vendor_id"], acme["id"]);
+    assert_eq!(dome["vendors"][0]["vendor_sku"], "RD-001");
+    assert_eq!(dome["vendors"][0]["default_unit_cost"], 18);
+    assert_eq!(
+        kit["variants"][1]["components"][1]["product_id"],
+        flat_lid["id"]
+    );
+    assert_eq!(kit["variants"][1]["vendors"], json!([]));
+
+    // A product's own tiers and vendors; a customer is not a vendor.
+    let customer = create(
+        &app,
+        "accounts",
+        json!({"name": "Acme Landscaping", "account_type": "business"}),
+    )
+    .await;
+    let stone_tiers = create(
+        &app,
+        "products",
+        json!({
+            "title": "Stone, bulk",
+            "product_type": "physical",
+            "pricing": [
+                {"pricing_level_id": "pl_default_uuid", "list_price": 3},
+                {"account_id": customer["id"], "min_quantity": 1, "sell_price": 2.5},
+            ],
+            "vendors": [{"vendor_id": acme["id"], "default_unit_cost": 1.2}],
+        }),
+    )
+    .await;
+    assert_eq!(stone_tiers["pricing"][1]["account_id"], customer["id"]);
+    assert_eq!(stone_tiers["pricing"][0]["min_quantity"], 1);
+    assert_eq!(stone_tiers["vendors"][0]["default_unit_cost"], 1.2);
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/v1/entities/{}/products", app.entity_id),
+            Some(&json!({
+                "title": "Stone, other",
+                "product_type": "physical",
+                "vendors": [{"vendor_id": customer["id"]}],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"], "account_not_vendor");
+    assert_eq!(error["param"], "vendors[0].vendor_id");
 }

@@ -25,9 +25,16 @@ fn bases(resource: Resource) -> Vec<Value> {
         })],
         Resource::Products => vec![
             json!({"title": "Gift set", "product_type": "kit", "sku": "GS-1",
-                   "components": [{"product_external_id": "P-1", "quantity": 2}]}),
+                   "components": [{"product_external_id": "P-1", "quantity": 2}],
+                   "pricing": [{"pricing_level_id": "retail", "min_quantity": 1,
+                                "list_price": 49.99, "sell_price": 45}],
+                   "vendors": [{"vendor_external_id": "V-1", "vendor_sku": "GS-V",
+                                "default_unit_cost": 18}]}),
             json!({"title": "Shirt", "product_type": "variant_parent",
-                   "variants": [{"title": "Shirt S", "product_type": "physical", "sku": "SH-S"}]}),
+                   "variants": [{"title": "Shirt S", "product_type": "kit", "sku": "SH-S",
+                                 "components": [{"product_external_id": "P-1", "quantity": 1}],
+                                 "pricing": [{"pricing_level_id": "retail", "list_price": 5}],
+                                 "vendors": [{"vendor_external_id": "V-1"}]}]}),
         ],
         Resource::Orders => vec![json!({
             "account_external_id": "C-1", "order_date": "2026-01-05",
