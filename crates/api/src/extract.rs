@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
+use domain::PageFrom;
 use uuid::Uuid;
 
 use crate::ApiError;
@@ -98,14 +99,27 @@ pub trait Cursor {
     fn parse(raw: &str) -> Option<Self::Value>;
 }
 
-/// A list's page: `limit` (1 to 100, 20 when absent) and `starting_after`,
-/// the cursor of the last item of the page before.
+/// A list's page, as the vendor's `concepts/pagination` page has it: `limit`
+/// (1 to 100, 20 when absent) and at most one of `starting_after` (the page
+/// after that item) and `ending_before` (the page before it).
 pub struct Paging<C: Cursor> {
     pub limit: u32,
-    pub starting_after: Option<C::Value>,
+    pub from: Option<PageFrom<C::Value>>,
+    /// The list's path, the `url` of its answer.
+    pub url: String,
     /// The rest of the query string: the list's filters.
     pub params: Params,
     cursor: PhantomData<C>,
+}
+
+impl<C: Cursor> Paging<C> {
+    /// The parameter the cursor was given in, for its errors.
+    pub fn cursor_param(&self) -> &'static str {
+        match self.from {
+            Some(PageFrom::Before(_)) => "ending_before",
+            _ => "starting_after",
+        }
+    }
 }
 
 impl<S: Send + Sync, C: Cursor> FromRequestParts<S> for Paging<C> {
@@ -119,9 +133,22 @@ impl<S: Send + Sync, C: Cursor> FromRequestParts<S> for Paging<C> {
             })?
             .unwrap_or(20);
         let starting_after = params.read("starting_after", C::EXPECTED, C::parse)?;
+        let ending_before = params.read("ending_before", C::EXPECTED, C::parse)?;
+        let from = match (starting_after, ending_before) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "ending_before",
+                    "give starting_after or ending_before, not both",
+                ));
+            }
+            (Some(after), None) => Some(PageFrom::After(after)),
+            (None, Some(before)) => Some(PageFrom::Before(before)),
+            (None, None) => None,
+        };
         Ok(Self {
             limit,
-            starting_after,
+            from,
+            url: parts.uri.path().to_owned(),
             params,
             cursor: PhantomData,
         })
@@ -238,11 +265,22 @@ mod tests {
     #[tokio::test]
     async fn paging_defaults_and_bounds() {
         let page = paging::<JobCursor>("").await.expect("no paging");
-        assert_eq!((page.limit, page.starting_after), (20, None));
+        assert_eq!((page.limit, page.from, page.url.as_str()), (20, None, "/x"));
         let page = paging::<ErrorCursor>("limit=100&starting_after=7")
             .await
             .expect("valid");
-        assert_eq!((page.limit, page.starting_after), (100, Some(7)));
+        assert_eq!((page.limit, page.from), (100, Some(PageFrom::After(7))));
+        let page = paging::<ErrorCursor>("ending_before=7")
+            .await
+            .expect("valid");
+        assert_eq!(
+            (page.from, page.cursor_param()),
+            (Some(PageFrom::Before(7)), "ending_before")
+        );
+        let Err(e) = paging::<ErrorCursor>("starting_after=3&ending_before=7").await else {
+            panic!("both cursors accepted")
+        };
+        assert_eq!(e.param.as_deref(), Some("ending_before"));
         for bad in ["limit=0", "limit=101", "limit=ten", "limit=-1"] {
             let Err(e) = paging::<JobCursor>(bad).await else {
                 panic!("{bad} accepted")

@@ -10,6 +10,7 @@ use domain::Resource;
 use domain::read::Readable;
 use domain::spec::{self, Field, Kind};
 use domain::view::{Form, Shown, Shows};
+use domain::webhooks;
 use serde_json::{Map, Value, json};
 
 use crate::authz::Policy;
@@ -317,14 +318,18 @@ pub(crate) fn schema_name(resource: Resource) -> &'static str {
 
 fn list_of(item: &str) -> Value {
     object(
-        &["object", "data", "has_more", "next_cursor"],
+        &["object", "data", "has_more", "url", "next_cursor"],
         vec![
             ("object", one_of(&["list"], "")),
             ("data", array(reference(item), "Newest first.")),
-            ("has_more", json!({"type": "boolean"})),
+            (
+                "has_more",
+                json!({"type": "boolean", "description": "More items in the direction of the page: after it, or with ending_before, before it."}),
+            ),
+            ("url", string("The list's path.")),
             (
                 "next_cursor",
-                json!({"type": ["string", "null"], "format": "uuid", "description": "Pass as starting_after for the next page."}),
+                json!({"type": ["string", "null"], "format": "uuid", "description": "Pass as starting_after for the next page (as ending_before, for the page before a page read with ending_before)."}),
             ),
             (
                 "total_count",
@@ -549,14 +554,15 @@ fn schemas() -> Map<String, Value> {
         (
             "JobErrorList",
             object(
-                &["object", "data", "has_more", "next_cursor"],
+                &["object", "data", "has_more", "url", "next_cursor"],
                 vec![
                     ("object", one_of(&["list"], "")),
                     ("data", array(reference("JobError"), "In index order.")),
                     ("has_more", json!({"type": "boolean"})),
+                    ("url", string("The list's path.")),
                     (
                         "next_cursor",
-                        json!({"type": ["integer", "null"], "description": "Pass as starting_after for the next page."}),
+                        json!({"type": ["integer", "null"], "description": "Pass as starting_after for the next page (as ending_before, for the page before a page read with ending_before)."}),
                     ),
                 ],
             ),
@@ -776,6 +782,13 @@ pub fn created_record(schema: &str) -> Value {
     ]})
 }
 
+/// An entry of a subscription list: an event type or a wildcard.
+fn subscription() -> Value {
+    let mut entries = vec!["*", "migration_job.*"];
+    entries.extend(EVENT_TYPES);
+    one_of(&entries, "")
+}
+
 /// The webhook schemas. The event's job is the `Job` schema less `errors`,
 /// derived from it so the two cannot drift apart.
 fn webhook_schemas(schemas: &mut Map<String, Value>) {
@@ -808,7 +821,11 @@ fn webhook_schemas(schemas: &mut Map<String, Value>) {
                 one_of(&["test", "live"], "The mode of the key that created it."),
             ),
             ("url", string("Where events are posted.")),
-            ("events", events()),
+            ("enabled_events", events()),
+            (
+                "events",
+                described(events(), "The same list (the vendor's deprecated name)."),
+            ),
             ("created_at", timestamp("")),
         ]
     };
@@ -818,6 +835,7 @@ fn webhook_schemas(schemas: &mut Map<String, Value>) {
         "entity_id",
         "mode",
         "url",
+        "enabled_events",
         "events",
         "created_at",
     ];
@@ -852,9 +870,14 @@ fn webhook_schemas(schemas: &mut Map<String, Value>) {
                                "description": "An absolute http or https URL, without a user name or password."}),
                     ),
                     (
+                        "enabled_events",
+                        json!({"type": "array", "minItems": 1, "items": subscription(),
+                               "description": "The event types to receive: names, * for all, or migration_job.* for the family; all of them when left out."}),
+                    ),
+                    (
                         "events",
-                        json!({"type": "array", "minItems": 1, "items": one_of(&EVENT_TYPES, ""),
-                               "description": "The event types to receive; all of them when left out."}),
+                        json!({"type": "array", "minItems": 1, "items": subscription(),
+                               "description": "Deprecated: enabled_events, which wins when both are given."}),
                     ),
                 ],
             ),
@@ -929,7 +952,17 @@ fn webhook_schemas(schemas: &mut Map<String, Value>) {
         (
             "WebhookEvent",
             object(
-                &["id", "object", "type", "mode", "created_at", "data"],
+                &[
+                    "id",
+                    "object",
+                    "type",
+                    "created_at",
+                    "api_version",
+                    "entity_id",
+                    "livemode",
+                    "mode",
+                    "data",
+                ],
                 vec![
                     (
                         "id",
@@ -943,8 +976,20 @@ fn webhook_schemas(schemas: &mut Map<String, Value>) {
                         "type",
                         one_of(&EVENT_TYPES, "migration_job.<the job's final status>."),
                     ),
-                    ("mode", one_of(&["test", "live"], "The job's mode.")),
                     ("created_at", timestamp("When the job ended.")),
+                    (
+                        "api_version",
+                        one_of(
+                            &[webhooks::API_VERSION],
+                            "The version of the vendor's API whose envelope this follows.",
+                        ),
+                    ),
+                    ("entity_id", uuid("The job's entity.")),
+                    (
+                        "livemode",
+                        json!({"type": "boolean", "description": "true for a live job, false for a test job."}),
+                    ),
+                    ("mode", one_of(&["test", "live"], "The job's mode.")),
                     (
                         "data",
                         object(&["object"], vec![("object", reference("WebhookEventJob"))]),
@@ -1186,6 +1231,11 @@ pub(crate) fn paging() -> Vec<Value> {
         query(
             "starting_after",
             "An id: the page after it.",
+            json!({"type": "string", "format": "uuid"}),
+        ),
+        query(
+            "ending_before",
+            "An id: the page before it (not with starting_after).",
             json!({"type": "string", "format": "uuid"}),
         ),
     ]

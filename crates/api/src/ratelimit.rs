@@ -137,7 +137,13 @@ impl RateLimiter {
         Decision {
             allowed,
             limit: per_minute,
-            remaining: per_minute.saturating_sub(window.len() as u32),
+            // A refused request has nothing left to spend, whichever window
+            // refused it (the vendor's concepts/rate-limits shows 0 on a 429).
+            remaining: if allowed {
+                per_minute.saturating_sub(window.len() as u32)
+            } else {
+                0
+            },
             reset: minute_reset.as_secs_f64().ceil() as u64,
             retry_after: retry_at.saturating_sub(now).as_secs_f64().ceil().max(1.0) as u64,
         }
@@ -163,7 +169,7 @@ mod tests {
         let refused = limiter.check(key, Tier::Test);
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after, 1);
-        assert_eq!(refused.remaining, 50);
+        assert_eq!(refused.remaining, 0, "nothing to spend while refused");
         clock.advance(SECOND);
         assert!(limiter.check(key, Tier::Test).allowed);
     }

@@ -71,6 +71,47 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Where a page of a list starts, as the vendor's `concepts/pagination`
+/// page has it: after an item (`starting_after`, the page after) or before
+/// one (`ending_before`, the page before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFrom<T> {
+    After(T),
+    Before(T),
+}
+
+impl<T: Copy> PageFrom<T> {
+    pub fn cursor(self) -> T {
+        match self {
+            PageFrom::After(c) | PageFrom::Before(c) => c,
+        }
+    }
+}
+
+/// How a keyset query reads a page of a list shown in `descending` (or
+/// ascending) order from a cursor: `cmp` the comparison with the cursor,
+/// `order` the direction of the SQL `order by`, and whether the rows read
+/// must be `reversed` into the list's order (a page before the cursor is
+/// read towards it, from the cursor outwards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyset {
+    pub cmp: &'static str,
+    pub order: &'static str,
+    pub reversed: bool,
+}
+
+impl Keyset {
+    pub fn of<T>(from: Option<PageFrom<T>>, descending: bool) -> Self {
+        let backward = matches!(from, Some(PageFrom::Before(_)));
+        let reads_descending = descending != backward;
+        Keyset {
+            cmp: if reads_descending { "<" } else { ">" },
+            order: if reads_descending { "desc" } else { "asc" },
+            reversed: backward,
+        }
+    }
+}
+
 /// The entity and mode a request or a job acts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tenant {
@@ -259,6 +300,27 @@ pub fn new_id() -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_before_the_cursor_is_read_towards_it_and_turned_round() {
+        let next = Keyset::of(Some(PageFrom::After(7)), true);
+        assert_eq!((next.cmp, next.order, next.reversed), ("<", "desc", false));
+        let before = Keyset::of(Some(PageFrom::Before(7)), true);
+        assert_eq!(
+            (before.cmp, before.order, before.reversed),
+            (">", "asc", true)
+        );
+        let ascending = Keyset::of(Some(PageFrom::Before(7)), false);
+        assert_eq!(
+            (ascending.cmp, ascending.order, ascending.reversed),
+            ("<", "desc", true)
+        );
+        let first = Keyset::of::<u32>(None, false);
+        assert_eq!(
+            (first.cmp, first.order, first.reversed),
+            (">", "asc", false)
+        );
+    }
 
     #[test]
     fn resources_round_trip_through_their_names() {

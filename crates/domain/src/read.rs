@@ -14,7 +14,9 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::view::{Form, Shown, Shows, View};
-use crate::{Resource, Tenant, accounts, journal, ledger, orders, payables, products};
+use crate::{
+    Keyset, PageFrom, Resource, Tenant, accounts, journal, ledger, orders, payables, products,
+};
 
 /// What can be listed and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +146,8 @@ pub struct ReadFilter {
     pub external_source: Option<String>,
     pub external_id: Option<String>,
     pub limit: u32,
-    pub starting_after: Option<Uuid>,
+    /// The page after or before a record, by its id.
+    pub from: Option<PageFrom<Uuid>>,
     pub include_count: bool,
 }
 
@@ -179,7 +182,7 @@ pub async fn list(
         // Nothing to filter on: the caller refuses these filters up front.
         "and $3::text is null and $4::text is null"
     };
-    let cursor: Option<(DateTime<Utc>, Uuid)> = match filter.starting_after {
+    let cursor: Option<(DateTime<Utc>, Uuid)> = match filter.from.map(PageFrom::cursor) {
         None => None,
         Some(id) => Some(
             sqlx::query_as(&format!(
@@ -199,10 +202,15 @@ pub async fn list(
         "r.entity_id = $1 and r.mode = $2 {} {provenance}",
         what.scope()
     );
+    let Keyset {
+        cmp,
+        order,
+        reversed,
+    } = Keyset::of(filter.from, true);
     let rows: Vec<Json<Value>> = sqlx::query_scalar(&format!(
         "select {} from {table} r
-         where {filters} and ($5::timestamptz is null or (r.created_at, r.id) < ($5, $6))
-         order by r.created_at desc, r.id desc
+         where {filters} and ($5::timestamptz is null or (r.created_at, r.id) {cmp} ($5, $6))
+         order by r.created_at {order}, r.id {order}
          limit $7",
         what.object()
     ))
@@ -218,6 +226,9 @@ pub async fn list(
     let mut data: Vec<Value> = rows.into_iter().map(|Json(v)| v).collect();
     let has_more = data.len() > filter.limit as usize;
     data.truncate(filter.limit as usize);
+    if reversed {
+        data.reverse();
+    }
     let total_count = if filter.include_count {
         Some(
             sqlx::query_scalar(&format!("select count(*) from {table} r where {filters}"))

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor};
 use crate::jobs::model::{Job, JobStatus, format_timestamp, opt_timestamp, timestamp};
-use crate::{Mode, Tenant, UnknownValue, new_id};
+use crate::{Keyset, Mode, PageFrom, Tenant, UnknownValue, new_id};
 
 /// Longest endpoint URL, in bytes.
 pub const URL_MAX: usize = 2048;
@@ -35,6 +35,10 @@ pub const MAX_ENDPOINTS: i64 = 16;
 /// Random characters of a signing secret after its `whsec_` prefix (about 190
 /// bits).
 const SECRET_LEN: usize = 32;
+
+/// The version of the vendor's API whose event envelope the events follow
+/// (its `concepts/webhooks` page shows this one).
+pub const API_VERSION: &str = "2026-05-01";
 
 /// The events an endpoint can receive: one per terminal job status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +75,17 @@ impl EventType {
 
     pub fn names() -> Vec<&'static str> {
         Self::ALL.iter().map(|e| e.as_str()).collect()
+    }
+
+    /// The events a subscription entry stands for, as the vendor's webhook
+    /// pages define them: an event's name, `*` for all, or `<family>.*` for
+    /// a family's (`migration_job.*`, this service's only family). `None`
+    /// for an entry that names no event this service sends.
+    pub fn matching(entry: &str) -> Option<Vec<Self>> {
+        match entry {
+            "*" | "migration_job.*" => Some(Self::ALL.to_vec()),
+            name => name.parse().ok().map(|e| vec![e]),
+        }
     }
 }
 
@@ -149,6 +164,9 @@ pub struct Endpoint {
     pub entity_id: Uuid,
     pub mode: Mode,
     pub url: String,
+    /// The vendor's name for the subscription list.
+    pub enabled_events: Vec<String>,
+    /// The same list, by its first name here (the vendor's deprecated alias).
     pub events: Vec<String>,
     #[serde(serialize_with = "timestamp")]
     pub created_at: DateTime<Utc>,
@@ -180,6 +198,7 @@ impl EndpointRow {
             entity_id: self.entity_id,
             mode: self.mode.parse().expect("mode is constrained"),
             url: self.url,
+            enabled_events: self.events.clone(),
             events: self.events,
             created_at: self.created_at,
         }
@@ -365,8 +384,11 @@ pub async fn enqueue_for_job(
                 "id": id,
                 "object": "event",
                 "type": event_type.as_str(),
-                "mode": tenant.mode,
                 "created_at": created_at,
+                "api_version": API_VERSION,
+                "entity_id": tenant.entity_id,
+                "livemode": tenant.mode == Mode::Live,
+                "mode": tenant.mode,
                 "data": {"object": object},
             }))
         })
@@ -599,15 +621,14 @@ pub struct DeliveryPage {
     pub has_more: bool,
 }
 
-/// The deliveries of one of the tenant's endpoints, newest first, after the
-/// delivery `starting_after` if given; `None` when the tenant has no such
-/// endpoint.
+/// The deliveries of one of the tenant's endpoints, newest first, after or
+/// before a delivery if given; `None` when the tenant has no such endpoint.
 pub async fn deliveries(
     pool: &PgPool,
     tenant: Tenant,
     endpoint_id: Uuid,
     limit: u32,
-    starting_after: Option<Uuid>,
+    from: Option<PageFrom<Uuid>>,
 ) -> Result<Option<DeliveryPage>, sqlx::Error> {
     let exists: bool = sqlx::query_scalar(
         "select exists (select 1 from webhook_endpoints
@@ -622,21 +643,29 @@ pub async fn deliveries(
         return Ok(None);
     }
     // Ids are UUIDv7, so their order is their creation order.
-    let mut rows: Vec<DeliveryRow> = sqlx::query_as(
+    let Keyset {
+        cmp,
+        order,
+        reversed,
+    } = Keyset::of(from, true);
+    let mut rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
         "select id, endpoint_id, job_id, event_type, status, attempts, last_status, last_error,
                 next_attempt_at, delivered_at, created_at
          from webhook_deliveries
-         where endpoint_id = $1 and ($2::uuid is null or id < $2)
-         order by id desc
-         limit $3",
-    )
+         where endpoint_id = $1 and ($2::uuid is null or id {cmp} $2)
+         order by id {order}
+         limit $3"
+    ))
     .bind(endpoint_id)
-    .bind(starting_after)
+    .bind(from.map(PageFrom::cursor))
     .bind(i64::from(limit) + 1)
     .fetch_all(pool)
     .await?;
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
+    if reversed {
+        rows.reverse();
+    }
     let deliveries = rows
         .into_iter()
         .map(|row| Delivery {

@@ -14,7 +14,7 @@ use domain::audit::Actor;
 use domain::import::{ImportContext, ignored_fields, import_batch};
 use domain::jobs::{self, Idempotency, JobStatus, ListError, ListFilter, NewJob, Submission};
 use domain::spec::EXTERNAL_SOURCE_MAX;
-use domain::{ConflictMode, Resource};
+use domain::{ConflictMode, PageFrom, Resource};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -119,6 +119,11 @@ pub fn routes() -> Vec<Route> {
                     query(
                         "starting_after",
                         "A record index: the errors after it.",
+                        json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+                    ),
+                    query(
+                        "ending_before",
+                        "A record index: the errors before it (not with starting_after).",
                         json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
                     ),
                     query(
@@ -530,16 +535,25 @@ async fn job_errors(
     if csv {
         return errors_csv(&state, &principal, job_id).await;
     }
+    let backward = matches!(page.from, Some(PageFrom::Before(_)));
+    let url = page.url;
     let page = jobs::errors_page(
         &state.pool,
         principal.tenant(),
         job_id,
-        page.starting_after,
+        page.from,
         page.limit,
     )
     .await?
     .ok_or_else(|| no_such_job(job_id))?;
-    Ok(Json(super::list_page(&page.errors, page.has_more, |e| e.index)).into_response())
+    Ok(Json(super::list_page(
+        &url,
+        backward,
+        &page.errors,
+        page.has_more,
+        |e| e.index,
+    ))
+    .into_response())
 }
 
 /// Every failed record of the job as a CSV row: its index, its fields in the
@@ -681,17 +695,26 @@ async fn list_jobs(
     principal: Principal,
     page: Paging<JobCursor>,
 ) -> Result<Response, ApiError> {
+    let (url, cursor_param) = (page.url.clone(), page.cursor_param());
+    let backward = matches!(page.from, Some(PageFrom::Before(_)));
     let filter = list_filter(page)?;
     let page = jobs::list(&state.pool, principal.tenant(), &filter)
         .await
         .map_err(|e| match e {
             ListError::UnknownCursor => ApiError::invalid(
-                "starting_after",
-                "starting_after must be the id of one of this entity's jobs",
+                cursor_param,
+                format!("{cursor_param} must be the id of one of this entity's jobs"),
             ),
             ListError::Database(e) => e.into(),
         })?;
-    Ok(Json(super::list_page(&page.jobs, page.has_more, |j| j.id)).into_response())
+    Ok(Json(super::list_page(
+        &url,
+        backward,
+        &page.jobs,
+        page.has_more,
+        |j| j.id,
+    ))
+    .into_response())
 }
 
 fn list_filter(page: Paging<JobCursor>) -> Result<ListFilter, ApiError> {
@@ -705,7 +728,7 @@ fn list_filter(page: Paging<JobCursor>) -> Result<ListFilter, ApiError> {
                 .map(|t| t.with_timezone(&Utc))
         })?,
         limit: page.limit,
-        starting_after: page.starting_after,
+        from: page.from,
     })
 }
 

@@ -98,22 +98,28 @@ pub fn router(state: &AppState) -> Router<AppState> {
     })
 }
 
-/// A page of a list in the API's shape; with more to come, `next_cursor` is
-/// the last item's cursor, the `starting_after` of the next page.
+/// A page of a list in the vendor's shape, with `url` the list's path. With
+/// more to come, `next_cursor` is where the next page in the same direction
+/// starts: the last item's cursor (the `starting_after` of the next page), or
+/// for a page read with `ending_before`, the first item's (the
+/// `ending_before` of the page before it).
 pub(crate) fn list_page<T: Serialize, C: Serialize>(
+    url: &str,
+    backward: bool,
     data: &[T],
     has_more: bool,
     cursor: impl Fn(&T) -> C,
 ) -> Value {
-    let next_cursor = if has_more {
-        data.last().map(cursor)
-    } else {
-        None
+    let next_cursor = match (has_more, backward) {
+        (false, _) => None,
+        (true, false) => data.last().map(&cursor),
+        (true, true) => data.first().map(&cursor),
     };
     json!({
         "object": "list",
         "data": data,
         "has_more": has_more,
+        "url": url,
         "next_cursor": next_cursor,
     })
 }

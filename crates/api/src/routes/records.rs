@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::Resource;
 use domain::audit::Actor;
 use domain::error::{HandlerError, RecordError, RecordErrorKind};
 use domain::import::{SingleContext, ignored_in_single};
 use domain::read::{self, ReadError, ReadFilter, Readable};
+use domain::{PageFrom, Resource};
 use serde_json::{Value, json};
 
 use crate::authz::Policy;
@@ -148,20 +148,24 @@ async fn list(
     principal: Principal,
     page: Paging<RecordCursor>,
 ) -> Result<Response, ApiError> {
+    let (url, cursor_param) = (page.url.clone(), page.cursor_param());
+    let backward = matches!(page.from, Some(PageFrom::Before(_)));
     let filter = read_filter(what, page)?;
     let page = read::list(&state.pool, principal.tenant(), what, &filter)
         .await
         .map_err(|e| match e {
             ReadError::UnknownCursor => ApiError::invalid(
-                "starting_after",
+                cursor_param,
                 format!(
-                    "starting_after must be the id of a record of {}",
+                    "{cursor_param} must be the id of a record of {}",
                     name(what)
                 ),
             ),
             ReadError::Database(e) => e.into(),
         })?;
-    let mut body = super::list_page(&page.data, page.has_more, |r| r["id"].clone());
+    let mut body = super::list_page(&url, backward, &page.data, page.has_more, |r| {
+        r["id"].clone()
+    });
     if let Some(count) = page.total_count {
         body["total_count"] = json!(count);
     }
@@ -171,7 +175,7 @@ async fn list(
 fn read_filter(what: Readable, page: Paging<RecordCursor>) -> Result<ReadFilter, ApiError> {
     let mut filter = ReadFilter {
         limit: page.limit,
-        starting_after: page.starting_after,
+        from: page.from,
         include_count: page.params.flag("include_count")?,
         ..ReadFilter::default()
     };

@@ -9,8 +9,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use domain::PageFrom;
 use domain::audit::Actor;
 use domain::webhooks::{self, CreateError, EndpointUrl, EventType, MAX_ENDPOINTS, UrlError};
 use serde_json::{Value, json};
@@ -143,36 +144,45 @@ impl CreateRequest {
             })?,
             Some(_) => return Err(ApiError::invalid("url", "url must be a string")),
         };
-        let events = match body.get("events") {
+        // The vendor's name is enabled_events; events, its deprecated alias,
+        // is ignored when enabled_events is given.
+        let key = match body.get("enabled_events") {
+            None | Some(Value::Null) => "events",
+            Some(_) => "enabled_events",
+        };
+        let events = match body.get(key) {
             None | Some(Value::Null) => EventType::ALL.to_vec(),
             Some(Value::Array(items)) if items.is_empty() => {
                 return Err(ApiError::invalid(
-                    "events",
-                    "events must name at least one event type; leave it out to receive all",
+                    key,
+                    format!("{key} must name at least one event type; leave it out to receive all"),
                 ));
             }
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let at = || format!("events[{i}]");
-                    match item {
-                        Value::String(name) => name.parse::<EventType>().map_err(|e| {
-                            ApiError::bad_request("invalid_parameter", e.to_string()).param(at())
-                        }),
-                        _ => Err(ApiError::bad_request(
-                            "invalid_parameter",
-                            format!("{} must be an event type (a string)", at()),
-                        )
-                        .param(at())),
-                    }
-                })
-                .collect::<Result<_, _>>()?,
+            Some(Value::Array(items)) => {
+                let mut events = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("{key}[{i}]");
+                    let matching =
+                        item.as_str().and_then(EventType::matching).ok_or_else(|| {
+                            ApiError::bad_request(
+                                "invalid_parameter",
+                                format!(
+                                    "{at} must be *, migration_job.* or one of {}: the events this \
+                                 service sends",
+                                    EventType::names().join(", ")
+                                ),
+                            )
+                            .param(at.clone())
+                        })?;
+                    events.extend(matching);
+                }
+                events
+            }
             Some(_) => {
                 return Err(ApiError::invalid(
-                    "events",
+                    key,
                     format!(
-                        "events must be an array of event types: {}",
+                        "{key} must be an array of event types: *, migration_job.* or {}",
                         EventType::names().join(", ")
                     ),
                 ));
@@ -217,9 +227,17 @@ async fn create_endpoint(
 async fn list_endpoints(
     State(state): State<AppState>,
     principal: Principal,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let endpoints = webhooks::list(&state.pool, principal.tenant()).await?;
-    Ok(Json(super::list_page(&endpoints, false, |e| e.id)).into_response())
+    Ok(Json(super::list_page(
+        uri.path(),
+        false,
+        &endpoints,
+        false,
+        |e| e.id,
+    ))
+    .into_response())
 }
 
 fn no_endpoint(id: Uuid) -> ApiError {
@@ -241,23 +259,27 @@ async fn delete_endpoint(
 }
 
 /// `GET /v1/entities/{entity_id}/webhook-endpoints/{endpoint_id}/deliveries`:
-/// the endpoint's deliveries, newest first (`limit`, `starting_after`).
+/// the endpoint's deliveries, newest first (`limit`, `starting_after` or
+/// `ending_before`).
 async fn list_deliveries(
     State(state): State<AppState>,
     principal: Principal,
     EndpointId(id): EndpointId,
     page: Paging<DeliveryCursor>,
 ) -> Result<Response, ApiError> {
-    let page = webhooks::deliveries(
-        &state.pool,
-        principal.tenant(),
-        id,
-        page.limit,
-        page.starting_after,
-    )
-    .await?
-    .ok_or_else(|| no_endpoint(id))?;
-    Ok(Json(super::list_page(&page.deliveries, page.has_more, |d| d.id)).into_response())
+    let backward = matches!(page.from, Some(PageFrom::Before(_)));
+    let url = page.url;
+    let page = webhooks::deliveries(&state.pool, principal.tenant(), id, page.limit, page.from)
+        .await?
+        .ok_or_else(|| no_endpoint(id))?;
+    Ok(Json(super::list_page(
+        &url,
+        backward,
+        &page.deliveries,
+        page.has_more,
+        |d| d.id,
+    ))
+    .into_response())
 }
 
 #[cfg(test)]
@@ -288,6 +310,34 @@ mod tests {
         assert_eq!(
             refused(r#"{"url": "https://example.com", "events": []}"#),
             ("invalid_parameter".into(), Some("events".into()))
+        );
+    }
+
+    #[test]
+    fn enabled_events_takes_wildcards_and_wins_over_events() {
+        let parse = |body: &str| {
+            CreateRequest::parse(body.as_bytes())
+                .unwrap_or_else(|e| panic!("valid request refused: {}", e.message))
+                .events
+        };
+        assert_eq!(
+            parse(r#"{"url": "https://example.com", "enabled_events": ["*"]}"#),
+            EventType::ALL
+        );
+        assert_eq!(
+            parse(r#"{"url": "https://example.com", "enabled_events": ["migration_job.*"]}"#),
+            EventType::ALL
+        );
+        assert_eq!(
+            parse(
+                r#"{"url": "https://example.com", "enabled_events": ["migration_job.partial"],
+                    "events": ["order.*"]}"#
+            ),
+            [EventType::JobPartial]
+        );
+        assert_eq!(
+            refused(r#"{"url": "https://example.com", "enabled_events": ["*", "order.*"]}"#),
+            ("invalid_parameter".into(), Some("enabled_events[1]".into()))
         );
     }
 

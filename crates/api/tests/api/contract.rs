@@ -1215,3 +1215,114 @@ async fn creating_products_kits_variants_guide_keeps_variant_kits_tiers_and_vend
     assert_eq!(error["error"], "account_not_vendor");
     assert_eq!(error["param"], "vendors[0].vendor_id");
 }
+
+/// concepts/pagination: every list has `url`; `ending_before` gives the page
+/// before an item, in the list's order; both cursors at once are refused.
+#[tokio::test]
+async fn pagination_page_lists_have_url_and_page_backwards() {
+    let app = spawn_app().await;
+    app.import(&bulk(products(5), "skip")).await;
+    let path = format!("/v1/entities/{}/products", app.entity_id);
+    let (status, all) = app.send(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(all["url"], path.as_str());
+    let ids: Vec<&str> = all["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 5);
+
+    let (status, before) = app
+        .send(
+            Method::GET,
+            &format!("{path}?limit=2&ending_before={}", ids[4]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    let page: Vec<&str> = before["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(page, [ids[2], ids[3]], "the two just before, newest first");
+    assert_eq!(before["has_more"], true, "two more before them");
+    assert_eq!(before["next_cursor"], ids[2]);
+    let (_, first) = app
+        .send(
+            Method::GET,
+            &format!("{path}?limit=2&ending_before={}", ids[2]),
+            None,
+        )
+        .await;
+    assert_eq!(first["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(first["has_more"], false, "{first}");
+
+    let (status, error) = app
+        .send(
+            Method::GET,
+            &format!("{path}?starting_after={}&ending_before={}", ids[1], ids[3]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["param"], "ending_before");
+    let (status, error) = app
+        .send(
+            Method::GET,
+            &format!("{path}?ending_before={}", Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["param"], "ending_before");
+
+    let jobs = format!("/v1/entities/{}/migration/jobs", app.entity_id);
+    let (_, listed) = app.send(Method::GET, &jobs, None).await;
+    assert_eq!(listed["url"], jobs.as_str());
+}
+
+/// webhooks/create-a-webhook-endpoint-subscription: the list is
+/// `enabled_events`, with `*` and `<family>.*` wildcards; `events` is its
+/// deprecated alias, ignored when `enabled_events` is given.
+#[tokio::test]
+async fn create_a_webhook_endpoint_page_takes_enabled_events_with_wildcards() {
+    let app = spawn_app().await;
+    let path = format!("/v1/entities/{}/webhook-endpoints", app.entity_id);
+    let all = json!([
+        "migration_job.completed",
+        "migration_job.partial",
+        "migration_job.failed"
+    ]);
+    for (body, expected) in [
+        (
+            json!({"url": "https://example.com/a", "enabled_events": ["*"]}),
+            all.clone(),
+        ),
+        (
+            json!({"url": "https://example.com/b", "enabled_events": ["migration_job.*"]}),
+            all.clone(),
+        ),
+        (
+            json!({"url": "https://example.com/c", "enabled_events": ["migration_job.failed"],
+                   "events": ["migration_job.completed"]}),
+            json!(["migration_job.failed"]),
+        ),
+    ] {
+        let (status, created) = app.send(Method::POST, &path, Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}: {created}");
+        assert_eq!(created["enabled_events"], expected, "{body}");
+    }
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &path,
+            Some(&json!({"url": "https://example.com/d", "enabled_events": ["order.*"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["param"], "enabled_events[0]");
+}

@@ -250,6 +250,10 @@ async fn each_terminal_state_is_announced_by_a_signed_event() {
         assert_eq!(event["type"], format!("migration_job.{status}"));
         assert_eq!(event["object"], "event");
         assert_eq!(event["mode"], "test");
+        // The envelope of the vendor's concepts/webhooks page.
+        assert_eq!(event["livemode"], false);
+        assert_eq!(event["entity_id"], app.entity_id.to_string());
+        assert_eq!(event["api_version"], domain::webhooks::API_VERSION);
         let object = &event["data"]["object"];
         assert_eq!(object["object"], "migration_job");
         assert_eq!(object["status"], status);
@@ -517,6 +521,7 @@ async fn the_endpoint_api_validates_input_and_shows_the_secret_once() {
             "migration_job.failed"
         ])
     );
+    assert_eq!(created["enabled_events"], created["events"]);
     let secret = created["secret"].as_str().expect("secret");
     assert!(
         secret.starts_with("whsec_") && secret.len() > 30,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::model::{JOB_COLUMNS, Job, JobRow, JobStatus, TENANT_JOB, stored_records};
 use crate::import::RecordFailure;
-use crate::{Resource, Tenant};
+use crate::{Keyset, PageFrom, Resource, Tenant};
 
 /// A job of the tenant, with its errors; `None` for another tenant's job.
 pub async fn get(pool: &PgPool, tenant: Tenant, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
@@ -88,34 +88,42 @@ pub struct ErrorPage {
     pub has_more: bool,
 }
 
-/// The tenant's job's errors after index `starting_after`, at most `limit`;
-/// `None` when the job is not the tenant's.
+/// The tenant's job's errors in index order, after or before a record
+/// index, at most `limit`; `None` when the job is not the tenant's.
 pub async fn errors_page(
     pool: &PgPool,
     tenant: Tenant,
     job_id: Uuid,
-    starting_after: Option<u32>,
+    from: Option<PageFrom<u32>>,
     limit: u32,
 ) -> Result<Option<ErrorPage>, sqlx::Error> {
     if !exists(pool, tenant, job_id).await? {
         return Ok(None);
     }
-    let after = starting_after.map_or(-1, i64::from);
-    let rows: Vec<ErrorRow> = sqlx::query_as(
+    let Keyset {
+        cmp,
+        order,
+        reversed,
+    } = Keyset::of(from, false);
+    let rows: Vec<ErrorRow> = sqlx::query_as(&format!(
         "select job_id, index, external_id, message, code, param, hint from migration_job_errors
-         where job_id = $1 and index > $2 order by index limit $3",
-    )
+         where job_id = $1 and ($2::int8 is null or index {cmp} $2) order by index {order}
+         limit $3"
+    ))
     .bind(job_id)
-    .bind(after)
+    .bind(from.map(|f| i64::from(f.cursor())))
     .bind(i64::from(limit) + 1)
     .fetch_all(pool)
     .await?;
     let has_more = rows.len() > limit as usize;
-    let errors = rows
+    let mut errors: Vec<RecordFailure> = rows
         .into_iter()
         .take(limit as usize)
         .map(ErrorRow::into_failure)
         .collect();
+    if reversed {
+        errors.reverse();
+    }
     Ok(Some(ErrorPage { errors, has_more }))
 }
 
@@ -182,7 +190,8 @@ pub struct ListFilter {
     pub status: Option<JobStatus>,
     pub created_after: Option<DateTime<Utc>>,
     pub limit: u32,
-    pub starting_after: Option<Uuid>,
+    /// The page after or before a job, by its id.
+    pub from: Option<PageFrom<Uuid>>,
 }
 
 #[derive(Debug)]
@@ -202,7 +211,7 @@ pub enum ListError {
 /// The tenant's jobs, newest first.
 pub async fn list(pool: &PgPool, tenant: Tenant, filter: &ListFilter) -> Result<Page, ListError> {
     // The cursor is a job id; its position is (created_at, id), the listing order.
-    let cursor: Option<(DateTime<Utc>, Uuid)> = match filter.starting_after {
+    let cursor: Option<(DateTime<Utc>, Uuid)> = match filter.from.map(PageFrom::cursor) {
         None => None,
         Some(id) => Some(
             sqlx::query_as(&format!("select created_at, id from {TENANT_JOB}"))
@@ -214,14 +223,19 @@ pub async fn list(pool: &PgPool, tenant: Tenant, filter: &ListFilter) -> Result<
                 .ok_or(ListError::UnknownCursor)?,
         ),
     };
+    let Keyset {
+        cmp,
+        order,
+        reversed,
+    } = Keyset::of(filter.from, true);
     let mut rows: Vec<JobRow> = sqlx::query_as(&format!(
         "select {JOB_COLUMNS} from migration_jobs
          where entity_id = $1 and mode = $2
            and ($3::text is null or resource = $3)
            and ($4::text is null or status = $4)
            and ($5::timestamptz is null or created_at > $5)
-           and ($6::timestamptz is null or (created_at, id) < ($6, $7))
-         order by created_at desc, id desc
+           and ($6::timestamptz is null or (created_at, id) {cmp} ($6, $7))
+         order by created_at {order}, id {order}
          limit $8"
     ))
     .bind(tenant.entity_id)
@@ -236,6 +250,9 @@ pub async fn list(pool: &PgPool, tenant: Tenant, filter: &ListFilter) -> Result<
     .await?;
     let has_more = rows.len() > filter.limit as usize;
     rows.truncate(filter.limit as usize);
+    if reversed {
+        rows.reverse();
+    }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut errors = errors_of(pool, &ids).await?;
     let jobs = rows
