@@ -2,6 +2,7 @@
 //! bad rows, interrupted and run again, its errors file read row by row, and
 //! the consultant's loop of fixing the failed rows and importing them again.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -417,4 +418,44 @@ async fn an_import_keeps_to_a_test_keys_rate_limit() {
         refused > 0.0,
         "the burst was refused in part, and the refused calls were made again"
     );
+}
+
+/// A column no field reads (an export's `price` for `list_price`) is not
+/// lost without a word: the dry run and the import both say how many records
+/// carried it; with `--strict` each such record fails on it instead.
+#[tokio::test]
+async fn a_column_no_field_reads_is_reported_and_strict_refuses_it() {
+    let app = spawn_app().await;
+    let folder = Folder::new();
+    let file = folder.write(
+        "products.csv",
+        "external_id,title,product_type,price,Vendor\n\
+         P-1,Mug,physical,5,Acme\n\
+         P-2,Cup,physical,4,\n\
+         P-3,Bowl,physical,,\n",
+    );
+    let expected = BTreeMap::from([("Vendor".to_owned(), 1), ("price".to_owned(), 2)]);
+    let mut opts = options(&app, "products", &file);
+    opts.dry_run = true;
+    let summary = run(&opts).await.expect("dry run");
+    assert_eq!((summary.succeeded, summary.failed), (3, 0));
+    assert_eq!(summary.ignored, expected);
+
+    opts.dry_run = false;
+    let summary = run(&opts).await.expect("import");
+    assert_eq!((summary.succeeded, summary.failed), (3, 0));
+    assert_eq!(summary.ignored, expected);
+
+    opts.strict = true;
+    opts.run_label = "strict".to_owned();
+    opts.conflict_mode = domain::ConflictMode::Update;
+    let summary = run(&opts).await.expect("strict import");
+    assert_eq!(
+        (summary.succeeded, summary.failed),
+        (1, 2),
+        "P-3 carries nothing unread"
+    );
+    assert!(summary.ignored.is_empty());
+    let errors = std::fs::read_to_string(folder.0.join("products.errors.csv")).expect("errors");
+    assert!(errors.contains("unknown_field"), "{errors}");
 }
