@@ -101,14 +101,13 @@ async fn errors_page_error_is_the_key_on_every_path() {
 #[tokio::test]
 async fn create_an_ap_payment_page_needs_purchasing_write() {
     let app = spawn_app().await;
-    let (status, _) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/accounts", app.entity_id),
-            Some(&json!({"name": "Paper Supply Co", "account_type": "vendor",
-                         "external_source": "quickbooks", "external_id": "V-1"})),
-        )
-        .await;
+    let (status, _) = post(
+        &app,
+        "accounts",
+        json!({"name": "Paper Supply Co", "account_type": "vendor",
+                         "external_source": "quickbooks", "external_id": "V-1"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     let payment = |n: u32| {
         json!({"external_source": "quickbooks", "external_id": format!("PAY-{n}"),
@@ -324,25 +323,24 @@ async fn creating_products_kits_variants_guide_components_take_component_product
 #[tokio::test]
 async fn creating_accounts_with_addresses_guide_keeps_the_address_aliases() {
     let app = spawn_app().await;
-    let (status, account) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/accounts", app.entity_id),
-            Some(&json!({
-                "name": "Acme Landscaping",
-                "account_type": "business",
-                "addresses": [{
-                    "type": "billing",
-                    "street1": "100 Main St",
-                    "street2": "Suite 4",
-                    "city": "Springfield",
-                    "region": "IL",
-                    "postal_code": "62701",
-                    "country": "US",
-                }],
-            })),
-        )
-        .await;
+    let (status, account) = post(
+        &app,
+        "accounts",
+        json!({
+            "name": "Acme Landscaping",
+            "account_type": "business",
+            "addresses": [{
+                "type": "billing",
+                "street1": "100 Main St",
+                "street2": "Suite 4",
+                "city": "Springfield",
+                "region": "IL",
+                "postal_code": "62701",
+                "country": "US",
+            }],
+        }),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{account}");
     let address = &account["addresses"][0];
     assert_eq!(address["line1"], "100 Main St", "{account}");
@@ -359,46 +357,42 @@ async fn an_empty_optional_field_is_absent() {
     let app = spawn_app().await;
     let cash = gl_account_id(&app, "1010").await;
     let rent = gl_account_id(&app, "6010").await;
-    let (status, entry) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/journal-entries", app.entity_id),
-            Some(&json!({
-                "entry_date": "2026-01-31",
-                "description": "",
-                "lines": [
-                    {"account_id": rent, "debit_amount": 10, "description": ""},
-                    {"account_id": cash, "credit_amount": 10, "description": "Cash"},
-                ],
-            })),
-        )
-        .await;
+    let (status, entry) = post(
+        &app,
+        "journal-entries",
+        json!({
+            "entry_date": "2026-01-31",
+            "description": "",
+            "lines": [
+                {"account_id": rent, "debit_amount": 10, "description": ""},
+                {"account_id": cash, "credit_amount": 10, "description": "Cash"},
+            ],
+        }),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{entry}");
     assert!(entry["description"].is_null());
     assert!(entry["lines"][0]["description"].is_null());
     assert_eq!(entry["lines"][1]["description"], "Cash");
 
-    let (status, product) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/products", app.entity_id),
-            Some(&json!({"title": "Mug", "product_type": "physical", "sku": "", "list_price": ""})),
-        )
-        .await;
+    let (status, product) = post(
+        &app,
+        "products",
+        json!({"title": "Mug", "product_type": "physical", "sku": "", "list_price": ""}),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{product}");
     assert!(product["sku"].is_null());
     assert!(product["list_price"].is_null());
 
-    let (status, error) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/products", app.entity_id),
-            Some(&json!({"title": " ", "product_type": "physical"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
-    assert_eq!(error["error"], "missing_required_field");
-    assert_eq!(error["param"], "title");
+    refused(
+        &app,
+        "products",
+        json!({"title": " ", "product_type": "physical"}),
+        "missing_required_field",
+        "title",
+    )
+    .await;
 }
 
 /// orders/create-an-order-any-document_type: the example has no
@@ -459,16 +453,39 @@ async fn create_an_order_page_order_date_is_optional_and_may_be_a_date_time() {
     assert_eq!(quote["order_date"], "2023-11-07", "the date as written");
 }
 
+/// `POST /v1/entities/{entity}/{resource}` with `body`: the status and the
+/// answer.
+async fn post(app: &crate::helpers::TestApp, resource: &str, body: Value) -> (StatusCode, Value) {
+    app.send(
+        Method::POST,
+        &format!("/v1/entities/{}/{resource}", app.entity_id),
+        Some(&body),
+    )
+    .await
+}
+
+/// A single create refused as a rule of the record: 422 with `code` at
+/// `param`.
+async fn refused(
+    app: &crate::helpers::TestApp,
+    resource: &str,
+    body: Value,
+    code: &str,
+    param: &str,
+) {
+    let (status, error) = post(app, resource, body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(
+        (error["error"].as_str(), error["param"].as_str()),
+        (Some(code), Some(param)),
+        "{error}"
+    );
+}
+
 /// Creates one record through `POST /v1/entities/{entity}/{resource}` and
 /// returns what it answered, which must be 201.
 async fn create(app: &crate::helpers::TestApp, resource: &str, body: Value) -> Value {
-    let (status, created) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/{resource}", app.entity_id),
-            Some(&body),
-        )
-        .await;
+    let (status, created) = post(app, resource, body).await;
     assert_eq!(status, StatusCode::CREATED, "{resource}: {created}");
     created
 }
@@ -606,17 +623,16 @@ async fn create_a_vendor_bill_page_taxes_an_item_by_tax_rate() {
     assert_eq!(balance["totals"]["balance"], 0, "{balance}");
     assert_eq!(balance["totals"]["debit_total"], 128.25, "{balance}");
 
-    let (status, error) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/vendor-bills", app.entity_id),
-            Some(&json!({
-                "vendor_id": vendor["id"],
-                "bill_date": "2026-01-15",
-                "items": [{"amount": 100, "tax_rate": 101, "gl_account_id": supplies}],
-            })),
-        )
-        .await;
+    let (status, error) = post(
+        &app,
+        "vendor-bills",
+        json!({
+            "vendor_id": vendor["id"],
+            "bill_date": "2026-01-15",
+            "items": [{"amount": 100, "tax_rate": 101, "gl_account_id": supplies}],
+        }),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert_eq!(error["param"], "items[0].tax_rate", "{error}");
 }
@@ -663,38 +679,35 @@ async fn purchase_to_pay_guide_applies_a_payment_to_its_bill_id() {
     assert_eq!(bill["balance_due"], 112, "{bill}");
 
     // More than the bill has open is the bill's error, named as given.
-    let (status, error) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/ap-payments", app.entity_id),
-            Some(&json!({
-                "vendor_id": vendor["id"],
-                "bill_id": bill["id"],
-                "payment_date": "2026-02-15",
-                "amount": 200,
-                "method": "ach",
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
-    assert_eq!(error["error"], "amount_exceeds_bill_balance_due");
-    assert_eq!(error["param"], "amount", "{error}");
+    refused(
+        &app,
+        "ap-payments",
+        json!({
+            "vendor_id": vendor["id"],
+            "bill_id": bill["id"],
+            "payment_date": "2026-02-15",
+            "amount": 200,
+            "method": "ach",
+        }),
+        "amount_exceeds_bill_balance_due",
+        "amount",
+    )
+    .await;
 
     // A bill and applications at once is ambiguous.
-    let (status, error) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/ap-payments", app.entity_id),
-            Some(&json!({
-                "vendor_id": vendor["id"],
-                "bill_id": bill["id"],
-                "payment_date": "2026-02-15",
-                "amount": 10,
-                "method": "ach",
-                "applications": [{"bill_id": bill["id"], "amount": 10}],
-            })),
-        )
-        .await;
+    let (status, error) = post(
+        &app,
+        "ap-payments",
+        json!({
+            "vendor_id": vendor["id"],
+            "bill_id": bill["id"],
+            "payment_date": "2026-02-15",
+            "amount": 10,
+            "method": "ach",
+            "applications": [{"bill_id": bill["id"], "amount": 10}],
+        }),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert_eq!(error["param"], "bill_id", "{error}");
 }
@@ -1011,23 +1024,21 @@ async fn creating_accounts_with_addresses_guide_keeps_contacts_tags_and_labels()
     );
 
     // Two primary contacts are refused at the second.
-    let (status, error) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/accounts", app.entity_id),
-            Some(&json!({
-                "account_type": "business",
-                "name": "Acme Retail",
-                "contacts": [
-                    {"first_name": "Jane", "is_primary": true},
-                    {"email": "raj@acme.example", "is_primary": true},
-                ],
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
-    assert_eq!(error["error"], "multiple_primary_contacts");
-    assert_eq!(error["param"], "contacts[1].is_primary");
+    refused(
+        &app,
+        "accounts",
+        json!({
+            "account_type": "business",
+            "name": "Acme Retail",
+            "contacts": [
+                {"first_name": "Jane", "is_primary": true},
+                {"email": "raj@acme.example", "is_primary": true},
+            ],
+        }),
+        "multiple_primary_contacts",
+        "contacts[1].is_primary",
+    )
+    .await;
 }
 
 /// guides/creating-orders, "Canonical scenario": a header-level discount
@@ -1200,20 +1211,18 @@ async fn creating_products_kits_variants_guide_keeps_variant_kits_tiers_and_vend
     assert_eq!(stone_tiers["pricing"][1]["account_id"], customer["id"]);
     assert_eq!(stone_tiers["pricing"][0]["min_quantity"], 1);
     assert_eq!(stone_tiers["vendors"][0]["default_unit_cost"], 1.2);
-    let (status, error) = app
-        .send(
-            Method::POST,
-            &format!("/v1/entities/{}/products", app.entity_id),
-            Some(&json!({
-                "title": "Stone, other",
-                "product_type": "physical",
-                "vendors": [{"vendor_id": customer["id"]}],
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
-    assert_eq!(error["error"], "account_not_vendor");
-    assert_eq!(error["param"], "vendors[0].vendor_id");
+    refused(
+        &app,
+        "products",
+        json!({
+            "title": "Stone, other",
+            "product_type": "physical",
+            "vendors": [{"vendor_id": customer["id"]}],
+        }),
+        "account_not_vendor",
+        "vendors[0].vendor_id",
+    )
+    .await;
 }
 
 /// concepts/pagination: every list has `url`; `ending_before` gives the page
