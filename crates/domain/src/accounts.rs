@@ -13,6 +13,7 @@ use crate::error::RecordError;
 use crate::fields::{Fields, MISSING};
 use crate::named::{Named, named_enum};
 use crate::plan::{Plan, Settled, column, decide_in_order};
+use crate::refs::{RefField, RefIndex};
 use crate::spec::{Field, Kind};
 use crate::view::{Form, Items, Shown, View};
 use crate::{ConflictMode, Tenant, ledger};
@@ -296,6 +297,31 @@ impl AccountInput {
     fn is_vendor(&self) -> bool {
         self.account_type == AccountType::Vendor
     }
+}
+
+/// The vendor account a reference names, from accounts loaded with their
+/// `account_type`; `at` is where the reference is in the record (empty: the
+/// record itself).
+pub(crate) fn vendor_of(
+    ctx: &WriteContext<'_>,
+    vendors: &RefIndex<String>,
+    at: &str,
+    vendor: &RefField,
+) -> Result<Uuid, RecordError> {
+    let (id, account_type) = vendors.resolve(ctx, "vendor", at, vendor, |_| None)?;
+    if account_type != AccountType::Vendor.as_str() {
+        let param = if at.is_empty() {
+            vendor.field.clone()
+        } else {
+            format!("{at}.{}", vendor.field)
+        };
+        return Err(RecordError::at(
+            "account_not_vendor",
+            param,
+            format!("the account is a {account_type} customer, not a vendor"),
+        ));
+    }
+    Ok(id)
 }
 
 /// As the vendor's creating-accounts-with-addresses guide has it: with no

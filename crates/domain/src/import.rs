@@ -584,11 +584,7 @@ async fn create<R: Canonical>(
     let source = match record.get("external_source") {
         None => None,
         Some(v) if !carries(v) => None,
-        Some(Value::String(s))
-            if !s.trim().is_empty() && s.chars().count() <= EXTERNAL_SOURCE_MAX =>
-        {
-            Some(s.trim())
-        }
+        Some(Value::String(s)) if s.trim().chars().count() <= EXTERNAL_SOURCE_MAX => Some(s.trim()),
         Some(_) => {
             return Err(RecordError::at(
                 "invalid_field",

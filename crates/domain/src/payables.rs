@@ -20,7 +20,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::accounts::AccountType;
+use crate::accounts::vendor_of;
 use crate::canonical::{
     Applied, Canonical, Item, Provenance, RecordByRecord, WriteContext, record_by_record,
 };
@@ -231,25 +231,7 @@ async fn resolve_vendor(
     vendor: &RefField,
 ) -> Result<Uuid, HandlerError> {
     let vendors = RefIndex::load(conn, ctx, "accounts", "account_type", &[vendor]).await?;
-    Ok(vendor_of(ctx, &vendors, vendor)?)
-}
-
-/// The vendor account a reference names, from accounts loaded with their
-/// `account_type`.
-fn vendor_of(
-    ctx: &WriteContext<'_>,
-    vendors: &RefIndex<String>,
-    vendor: &RefField,
-) -> Result<Uuid, RecordError> {
-    let (id, account_type) = vendors.resolve(ctx, "vendor", "", vendor, |_| None)?;
-    if account_type != AccountType::Vendor.as_str() {
-        return Err(RecordError::at(
-            "account_not_vendor",
-            vendor.field.clone(),
-            format!("the account is a {account_type} customer, not a vendor"),
-        ));
-    }
-    Ok(id)
+    Ok(vendor_of(ctx, &vendors, "", vendor)?)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -593,7 +575,7 @@ fn resolve_bill(
     products: &RefIndex<bool>,
     input: &BillInput,
 ) -> Result<ResolvedBill, RecordError> {
-    let vendor_id = vendor_of(ctx, vendors, &input.vendor)?;
+    let vendor_id = vendor_of(ctx, vendors, "", &input.vendor)?;
     let lines = input.items.iter().map(|i| (&i.account, i.account_field));
     let accounts = accounts.postable("items", lines)?;
     let products = input
@@ -719,13 +701,21 @@ impl PaymentInput {
         })
     }
 
-    /// Where an application's field is in the record: under
-    /// `applications[i]`, or the payment's own when it pays one bill.
-    fn application_path(&self, i: usize, field: &str) -> String {
+    /// Where application `i` is in the record: `applications[i]`, or the
+    /// payment itself (the empty path) when it pays one bill.
+    fn application_at(&self, i: usize) -> String {
         if self.pays_one_bill {
-            field.to_owned()
+            String::new()
         } else {
-            format!("applications[{i}].{field}")
+            format!("applications[{i}]")
+        }
+    }
+
+    /// Where a field of application `i` is in the record.
+    fn application_path(&self, i: usize, field: &str) -> String {
+        match self.application_at(i) {
+            at if at.is_empty() => field.to_owned(),
+            at => format!("{at}.{field}"),
         }
     }
 }
@@ -745,14 +735,7 @@ async fn apply(
     let refs: Vec<(String, &RefField)> = applications
         .iter()
         .enumerate()
-        .map(|(i, a)| {
-            let at = if payment.pays_one_bill {
-                String::new()
-            } else {
-                format!("applications[{i}]")
-            };
-            (at, &a.bill)
-        })
+        .map(|(i, a)| (payment.application_at(i), &a.bill))
         .collect();
     let bill_ids = refs::resolve(conn, ctx, "vendor_bills", "vendor bill", &refs).await?;
     // Locked in id order, so payments touching the same bills cannot deadlock

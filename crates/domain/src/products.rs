@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::accounts::AccountType;
+use crate::accounts::vendor_of;
 use crate::canonical::{
     Applied, Canonical, Item, Outcome, Provenance, WriteContext, existing_by_provenance,
 };
@@ -321,7 +321,7 @@ pub struct VendorInput {
 }
 
 /// What a product or a variant is made of, priced at and bought from.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Parts {
     pub components: Vec<ComponentInput>,
     pub pricing: Vec<TierInput>,
@@ -350,8 +350,9 @@ pub struct ProductInput {
 }
 
 impl ProductInput {
-    /// Checks every rule that needs no database. Fields this service does not
-    /// keep are ignored, so exports from other systems load as they are.
+    /// Checks every rule that needs no database. Fields no declaration reads
+    /// do not stop the record, so exports from other systems load as they
+    /// are; the import reports them (`import::ignored_fields`).
     pub fn parse(record: &Value) -> Result<Self, RecordError> {
         let f = Fields::record(record, FIELDS)?;
         let title = f.required_string(&TITLE)?;
@@ -803,17 +804,7 @@ impl<'a> Batch<'a> {
         let mut vendors = Vec::with_capacity(parts.vendors.len());
         for (i, v) in parts.vendors.iter().enumerate() {
             let at = format!("{at}vendors[{i}]");
-            let (id, account_type) =
-                self.accounts
-                    .resolve(ctx, "vendor", &at, &v.vendor, |_| None)?;
-            if account_type != AccountType::Vendor.as_str() {
-                return Err(RecordError::at(
-                    "account_not_vendor",
-                    format!("{at}.{}", v.vendor.field),
-                    format!("the account is a {account_type} customer, not a vendor"),
-                ));
-            }
-            vendors.push(id);
+            vendors.push(vendor_of(ctx, &self.accounts, &at, &v.vendor)?);
         }
         Ok(ResolvedParts {
             components,

@@ -21,6 +21,80 @@ fn keys(error: &Value) -> Vec<&str> {
     keys
 }
 
+/// The id of the entity's GL account with this number.
+async fn gl_account_id(app: &crate::helpers::TestApp, number: &str) -> String {
+    let (status, page) = app.get_entity("gl-accounts?limit=100").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|account| account["account_number"] == number)
+        .and_then(|account| account["id"].as_str())
+        .unwrap_or_else(|| panic!("no GL account {number}"))
+        .to_owned()
+}
+
+/// `POST /v1/entities/{entity}/{resource}` with `body`: the status and the
+/// answer.
+async fn post(app: &crate::helpers::TestApp, resource: &str, body: Value) -> (StatusCode, Value) {
+    app.send(
+        Method::POST,
+        &format!("/v1/entities/{}/{resource}", app.entity_id),
+        Some(&body),
+    )
+    .await
+}
+
+/// A single create refused as a rule of the record: 422 with `code` at
+/// `param`.
+async fn refused(
+    app: &crate::helpers::TestApp,
+    resource: &str,
+    body: Value,
+    code: &str,
+    param: &str,
+) {
+    let (status, error) = post(app, resource, body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(
+        (error["error"].as_str(), error["param"].as_str()),
+        (Some(code), Some(param)),
+        "{error}"
+    );
+}
+
+/// Creates one record through `POST /v1/entities/{entity}/{resource}` and
+/// returns what it answered, which must be 201.
+async fn create(app: &crate::helpers::TestApp, resource: &str, body: Value) -> Value {
+    let (status, created) = post(app, resource, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{resource}: {created}");
+    created
+}
+
+/// A vendor account and two products with a list price and a cost.
+async fn vendor_and_products(app: &crate::helpers::TestApp) -> (Value, Value, Value) {
+    let vendor = create(
+        app,
+        "accounts",
+        json!({"name": "Acme Supply", "account_type": "vendor"}),
+    )
+    .await;
+    let dome = create(
+        app,
+        "products",
+        json!({"title": "Dome Riser", "product_type": "physical", "list_price": 5, "cost": 3}),
+    )
+    .await;
+    let flat = create(
+        app,
+        "products",
+        json!({"title": "Flat Riser", "product_type": "physical", "list_price": 5, "cost": 3}),
+    )
+    .await;
+    (vendor, dome, flat)
+}
+
 /// concepts/errors, "Error envelope": `error` is the machine-readable key,
 /// `code` the same key, `hint` the sentence, `param` null when none.
 #[tokio::test]
@@ -209,20 +283,6 @@ async fn authentication_page_scopes_can_be_issued() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-}
-
-/// The id of the entity's GL account with this number.
-async fn gl_account_id(app: &crate::helpers::TestApp, number: &str) -> String {
-    let (status, page) = app.get_entity("gl-accounts?limit=100").await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    page["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .find(|account| account["account_number"] == number)
-        .and_then(|account| account["id"].as_str())
-        .unwrap_or_else(|| panic!("no GL account {number}"))
-        .to_owned()
 }
 
 /// accounting/create-a-manual-journal-entry and
@@ -451,66 +511,6 @@ async fn create_an_order_page_order_date_is_optional_and_may_be_a_date_time() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{quote}");
     assert_eq!(quote["order_date"], "2023-11-07", "the date as written");
-}
-
-/// `POST /v1/entities/{entity}/{resource}` with `body`: the status and the
-/// answer.
-async fn post(app: &crate::helpers::TestApp, resource: &str, body: Value) -> (StatusCode, Value) {
-    app.send(
-        Method::POST,
-        &format!("/v1/entities/{}/{resource}", app.entity_id),
-        Some(&body),
-    )
-    .await
-}
-
-/// A single create refused as a rule of the record: 422 with `code` at
-/// `param`.
-async fn refused(
-    app: &crate::helpers::TestApp,
-    resource: &str,
-    body: Value,
-    code: &str,
-    param: &str,
-) {
-    let (status, error) = post(app, resource, body).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
-    assert_eq!(
-        (error["error"].as_str(), error["param"].as_str()),
-        (Some(code), Some(param)),
-        "{error}"
-    );
-}
-
-/// Creates one record through `POST /v1/entities/{entity}/{resource}` and
-/// returns what it answered, which must be 201.
-async fn create(app: &crate::helpers::TestApp, resource: &str, body: Value) -> Value {
-    let (status, created) = post(app, resource, body).await;
-    assert_eq!(status, StatusCode::CREATED, "{resource}: {created}");
-    created
-}
-
-/// A vendor account and two products with a list price and a cost.
-async fn vendor_and_products(app: &crate::helpers::TestApp) -> (Value, Value, Value) {
-    let vendor = create(
-        app,
-        "accounts",
-        json!({"name": "Acme Supply", "account_type": "vendor"}),
-    )
-    .await;
-    let dome = create(
-        app,
-        "products",
-        json!({"title": "Dome Riser", "product_type": "physical", "list_price": 5, "cost": 3}),
-    )
-    .await;
-    let flat = create(
-        app,
-        "products",
-        json!({"title": "Flat Riser", "product_type": "physical", "list_price": 5, "cost": 3}),
-    )
-    .await;
-    (vendor, dome, flat)
 }
 
 /// guides/purchase-to-pay-flow, stage 1: a purchase order's lines are priced
